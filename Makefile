@@ -1,0 +1,64 @@
+# Stampede Lab. The two commands: `make book` (regenerate and build the book) and `make test`.
+# Each one sets up what it needs: a virtualenv with pinned packages and redis-server (and
+# chromium for the browser check) through apt-get when they are missing.
+
+PYTHON   ?= python3
+VENV     := .venv
+BIN      := $(VENV)/bin
+STAMP    := $(VENV)/.installed
+DURATION ?=
+CHAPTERS := $(sort $(wildcard chapters/[0-9]*.ipynb))
+SITE     := book/_build/site
+export PYTHONDONTWRITEBYTECODE := 1
+
+.PHONY: help setup system test lint unit notebooks browser figures html book lab clean
+
+help:  ## this list
+	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml requirements.lock
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -c requirements.lock -e '.[dev,book]'
+	touch $@
+
+system:
+	@scripts/ensure-system.sh --with-browser
+
+setup: $(STAMP) system  ## virtualenv + pinned packages + redis-server + chromium
+
+lint: setup  ## ruff and mypy
+	$(BIN)/ruff check src tests tools bench
+	$(BIN)/ruff format --check src tests tools bench
+	$(BIN)/mypy
+
+unit: setup  ## pytest: package, lab, HTTP, CLI
+	$(BIN)/pytest -q tests
+
+notebooks: setup  ## execute every chapter with nbval (STAMPEDE_DURATION_S shortens runs)
+	STAMPEDE_DURATION_S=$${STAMPEDE_DURATION_S:-25} $(BIN)/pytest -q --nbval-lax chapters/ -p no:cacheprovider
+
+browser: setup  ## open every built page in headless Chromium, offline
+	$(BIN)/python tools/check_book.py book/_build/html
+
+test: lint unit $(if $(CHAPTERS),notebooks)  ## the whole suite: lint, pytest, nbval, book + browser check
+	$(if $(CHAPTERS),STAMPEDE_DURATION_S=$${STAMPEDE_DURATION_S:-25} $(MAKE) --no-print-directory html browser)
+
+figures: setup  ## run every chapter with papermill; charts to book/figures/<chapter>/
+	$(BIN)/python tools/figures.py $(if $(DURATION),--duration $(DURATION)) $(CHAPTERS)
+
+html: figures  ## build the HTML book from the executed chapters
+	$(BIN)/jupyter-book build $(SITE) --toc $(SITE)/book/_toc.yml \
+	    --config $(SITE)/book/_config.yml --path-output book -W -q
+
+book: html browser  ## THE MAIN JOB: regenerate every figure and build the book
+	@echo "book built: book/_build/html/index.html"
+
+lab: setup  ## JupyterLab with the lab running; Ctrl-C stops both
+	@$(BIN)/stampede lab up --json > /dev/null
+	@trap '$(BIN)/stampede lab down' EXIT INT TERM; \
+	  eval "$$($(BIN)/python -c 'import json,sys; s=json.load(open(sys.argv[1])); print("export STAMPEDE_POD_URLS=" + ",".join(s["pods"]) + " STAMPEDE_REDIS_URL=" + s["redis"])' data/lab/lab-up.json)"; \
+	  $(BIN)/jupyter lab chapters/
+
+clean:  ## remove builds, cached runs and lab logs (keeps the virtualenv)
+	rm -rf book/_build book/figures data/runs data/lab

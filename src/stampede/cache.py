@@ -1,0 +1,157 @@
+"""The shared cache in Redis: value keys, lock keys, TTL policy and "value ready" signals.
+
+Key layout (every pod agrees on it):
+
+- ``item:{id}``       the JSON :class:`~stampede.envelope.Entry`, with Redis' TTL as hard expiry
+- ``lock:item:{id}``  the single-refresher lock (:class:`~stampede.lock.RedisLock`)
+- channel ``stampede:ready``  ``"<id> <entry json>"`` when a refresh wrote a value, ``"<id>"``
+  when it failed: waiters take the value from the message, saving each of them a ``GET``
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+from collections import defaultdict
+from collections.abc import Callable
+
+from redis.asyncio import Redis
+
+from stampede.envelope import MISS, Entry, Miss
+from stampede.lock import RedisLock
+
+__all__ = ["READY_CHANNEL", "CacheStore", "ReadyNotifier", "Waiter", "jittered_ttl"]
+
+log = logging.getLogger(__name__)
+
+READY_CHANNEL = "stampede:ready"
+
+
+def jittered_ttl(base_s: float, spread: float, rng: random.Random) -> float:
+    """``base * (1 + U(0, spread))``: desynchronises the expiry of keys written together.
+
+    Helps when many keys are warmed at once (a deploy); does nothing for one hot key, which
+    still has one expiry per cycle.
+    """
+    if spread <= 0:
+        return base_s
+    return base_s * (1.0 + rng.uniform(0.0, spread))
+
+
+class CacheStore:
+    """Reads and writes envelopes and hands out the per-item locks."""
+
+    def __init__(self, redis: Redis) -> None:
+        self.redis = redis
+
+    @staticmethod
+    def key(item: int) -> str:
+        return f"item:{item}"
+
+    @staticmethod
+    def lock_key(item: int) -> str:
+        return f"lock:item:{item}"
+
+    def lock(self, item: int, lease_ms: int) -> RedisLock:
+        return RedisLock(self.redis, self.lock_key(item), lease_ms)
+
+    async def get(self, item: int) -> Entry | Miss:
+        raw = await self.redis.get(self.key(item))
+        return MISS if raw is None else Entry.loads(raw)
+
+    async def put(self, item: int, entry: Entry, hard_ttl_s: float, lock: RedisLock | None) -> bool:
+        """Write ``entry``; through ``lock``'s fence when a lock guards the refresh."""
+        ttl_ms = max(1, round(hard_ttl_s * 1000))
+        if lock is not None:
+            return await lock.fenced_set(self.key(item), entry.dumps(), ttl_ms)
+        await self.redis.set(self.key(item), entry.dumps(), px=ttl_ms)
+        return True
+
+    async def announce(self, item: int, entry: Entry | None) -> None:
+        """Tell waiters on every pod that the refresh of ``item`` ended, with its value."""
+        message = str(item) if entry is None else f"{item} {entry.dumps()}"
+        await self.redis.publish(READY_CHANNEL, message)
+
+
+class Waiter:
+    """One request waiting for a refresh: woken with the new entry, or ``None`` on failure."""
+
+    __slots__ = ("entry", "event")
+
+    def __init__(self) -> None:
+        self.event = asyncio.Event()
+        self.entry: Entry | None = None
+
+    def wake(self, entry: Entry | None) -> None:
+        self.entry = entry
+        self.event.set()
+
+
+class ReadyNotifier:
+    """One pub/sub subscription per pod, fanned out to the local waiters of each item.
+
+    A waiter registers *before* it re-reads the cache, so a value written after that read is
+    always announced to it: no lost wake-up. Waits are bounded by the caller's timeout, so a
+    message lost to a Redis restart costs one timeout slice, not a hung request.
+    """
+
+    def __init__(self, redis_factory: Callable[[], Redis]) -> None:
+        self._redis_factory = redis_factory
+        self._waiters: defaultdict[int, set[Waiter]] = defaultdict(set)
+        self._task: asyncio.Task[None] | None = None
+        self._subscribed = asyncio.Event()
+
+    async def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._listen(), name="ready-notifier")
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._subscribed.wait(), 5)
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    def register(self, item: int) -> Waiter:
+        waiter = Waiter()
+        self._waiters[item].add(waiter)
+        return waiter
+
+    def unregister(self, item: int, waiter: Waiter) -> None:
+        waiters = self._waiters.get(item)
+        if waiters is not None:
+            waiters.discard(waiter)
+            if not waiters:
+                del self._waiters[item]
+
+    async def _listen(self) -> None:
+        while True:
+            redis = self._redis_factory()
+            try:
+                async with redis.pubsub(ignore_subscribe_messages=True) as pubsub:
+                    await pubsub.subscribe(READY_CHANNEL)
+                    self._subscribed.set()
+                    async for message in pubsub.listen():
+                        item, _, raw = message["data"].partition(b" ")
+                        self._wake(int(item), Entry.loads(raw) if raw else None)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.warning("ready-notifier lost Redis; resubscribing", exc_info=True)
+                self._wake_all()  # waiters re-check rather than sleep through an outage
+                await asyncio.sleep(0.1)
+            finally:
+                await redis.aclose()
+
+    def _wake(self, item: int, entry: Entry | None) -> None:
+        for waiter in self._waiters.get(item, ()):
+            waiter.wake(entry)
+
+    def _wake_all(self) -> None:
+        for waiters in self._waiters.values():
+            for waiter in waiters:
+                waiter.wake(None)

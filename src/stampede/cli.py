@@ -1,0 +1,231 @@
+"""``stampede``: start the lab, run one experiment, print what it measured.
+
+    stampede lab up [--strategy NAME] [params] [--json]   start the lab in the background
+    stampede lab status [--json]                           is it up, where
+    stampede lab down                                      stop exactly what ``lab up`` started
+    stampede run --strategy NAME [params] [--json]         one run on a fresh lab
+    stampede strategies                                    the registered strategy names
+
+Every parameter of :mod:`stampede.config` is an option (``ttl_s`` is ``--ttl-s``); bad values
+are rejected with one clear line before any process starts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import types
+import typing
+from collections.abc import Sequence
+from typing import Any
+
+from pydantic import BaseModel
+
+from stampede import paths, procs
+from stampede.config import LabConfig, LoadConfig, StrategyConfig, validated
+from stampede.errors import ConfigError, StampedeError
+from stampede.lab import Lab, load_state, save_state
+
+__all__ = ["main"]
+
+STATE_FILE = "lab-up.json"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        result: int = args.func(args)
+        return result
+    except ConfigError as exc:
+        parser.exit(2, f"stampede: bad parameter: {exc}\n")
+    except StampedeError as exc:
+        parser.exit(1, f"stampede: {exc}\n")
+    except KeyboardInterrupt:
+        parser.exit(130, "stampede: interrupted; every process this run started was stopped\n")
+
+
+# ---- commands ----------------------------------------------------------------------------
+def _lab_up(args: argparse.Namespace) -> int:
+    state_path = paths.state_dir() / STATE_FILE
+    state = load_state(state_path)
+    if state and any(procs.pid_alive(p) for p in state.get("pids", [])):
+        raise StampedeError(f"a lab is already up ({state['pods']}); `stampede lab down` first")
+    config = validated(StrategyConfig, **_picked(args, StrategyConfig))
+    lab_config = validated(LabConfig, **_picked(args, LabConfig))
+    logs = paths.state_dir() / "logs-up"
+    lab = Lab.embedded(lab_config, config=config, owned=False, log_dir=logs)
+    lab.configure(config)
+    save_state(lab, state_path)
+    lab.processes.clear()  # hand the PIDs over to `lab down`: leaving must not stop them
+    info = {"pods": lab.pods, "redis": lab.redis_url}
+    print(json.dumps(info) if args.json else _lines(info))
+    return 0
+
+
+def _lab_down(args: argparse.Namespace) -> int:
+    state_path = paths.state_dir() / STATE_FILE
+    state = load_state(state_path)
+    if not state:
+        print("no lab is up")
+        return 0
+    for pid in reversed(state.get("pids", [])):
+        if _is_lab_process(pid):
+            procs.stop_pid(pid)
+    state_path.unlink(missing_ok=True)
+    print(f"stopped {len(state.get('pids', []))} lab processes")
+    return 0
+
+
+def _lab_status(args: argparse.Namespace) -> int:
+    state = load_state(paths.state_dir() / STATE_FILE)
+    if not state:
+        print(json.dumps({"up": False}) if args.json else "no lab is up")
+        return 1
+    lab = Lab.attach(state["pods"], state["redis"])
+    healthy = lab.health()
+    lab.stop()
+    info = {"up": all(healthy), **state, "healthy": healthy}
+    print(json.dumps(info) if args.json else _lines(info))
+    return 0 if all(healthy) else 1
+
+
+def _run(args: argparse.Namespace) -> int:
+    from stampede.runner import run  # pandas is slow to import: only when needed
+
+    params = {**_picked(args, StrategyConfig), **_picked(args, LoadConfig)}
+    params.update(_picked(args, LabConfig))
+    lab = None
+    if args.attach:
+        state = load_state(paths.state_dir() / STATE_FILE)
+        lab = Lab.attach(state["pods"], state["redis"]) if state else Lab.from_env()
+    result = run(lab=lab, fresh=args.fresh or None, progress=not args.json, **params)
+    if args.json:
+        print(json.dumps(_jsonable(result.to_json())))
+    else:
+        print(_table(result.to_json()))
+    return 0
+
+
+def _strategies(args: argparse.Namespace) -> int:
+    from stampede.strategies import strategy_names
+
+    print("\n".join(strategy_names()))
+    return 0
+
+
+# ---- parser ------------------------------------------------------------------------------
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="stampede", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(required=True, metavar="COMMAND")
+
+    lab = sub.add_parser("lab", help="start, inspect or stop the embedded lab")
+    lab_sub = lab.add_subparsers(required=True, metavar="ACTION")
+    up = lab_sub.add_parser("up", help="start Redis and the pods in the background")
+    _add_model_options(up, StrategyConfig)
+    _add_model_options(up, LabConfig)
+    up.add_argument("--json", action="store_true", help='print {"pods": [...], "redis": "..."}')
+    up.set_defaults(func=_lab_up)
+    down = lab_sub.add_parser("down", help="stop the lab that `lab up` started")
+    down.set_defaults(func=_lab_down)
+    status = lab_sub.add_parser("status", help="is the lab up and healthy")
+    status.add_argument("--json", action="store_true")
+    status.set_defaults(func=_lab_status)
+
+    run = sub.add_parser("run", help="one run on a fresh lab; prints the summary")
+    for model in (StrategyConfig, LoadConfig, LabConfig):
+        _add_model_options(run, model)
+    run.add_argument("--json", action="store_true", help="print the summary as one JSON object")
+    run.add_argument("--fresh", action="store_true", help="ignore the cache of earlier runs")
+    run.add_argument("--attach", action="store_true", help="use the lab `lab up` started")
+    run.set_defaults(func=_run)
+
+    names = sub.add_parser("strategies", help="list the strategy names")
+    names.set_defaults(func=_strategies)
+    return parser
+
+
+def _add_model_options(parser: argparse.ArgumentParser, model: type[BaseModel]) -> None:
+    group = parser.add_argument_group(model.__name__)
+    for name, field in model.model_fields.items():
+        flags = ["--" + name.replace("_", "-")]
+        if name.endswith("_s"):  # --duration 30 as well as --duration-s 30
+            flags.append("--" + name.removesuffix("_s").replace("_", "-"))
+        kind = _plain_type(field.annotation)
+        help_text = f"{field.description} (default: {field.default})"
+        options: dict[str, Any] = {"dest": name, "default": None, "help": help_text}
+        if kind is bool:
+            options["action"] = argparse.BooleanOptionalAction
+        elif typing.get_origin(kind) is typing.Literal:
+            options["choices"] = typing.get_args(kind)
+        else:
+            options.update(type=kind, metavar=kind.__name__.upper())
+        group.add_argument(*flags, **options)
+
+
+def _plain_type(annotation: Any) -> Any:
+    """``float | None`` -> ``float``; other annotations unchanged."""
+    if isinstance(annotation, types.UnionType):
+        return next(a for a in typing.get_args(annotation) if a is not type(None))
+    return annotation
+
+
+def _picked(args: argparse.Namespace, model: type[BaseModel]) -> dict[str, Any]:
+    return {k: v for k in model.model_fields if (v := getattr(args, k, None)) is not None}
+
+
+# ---- output ------------------------------------------------------------------------------
+def _is_lab_process(pid: int) -> bool:
+    """Only stop a recorded PID if it still runs a lab program (PIDs get reused)."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as fh:
+            cmdline = fh.read()
+    except OSError:
+        return False
+    return b"redis-server" in cmdline or b"stampede.pod" in cmdline
+
+
+def _lines(info: dict[str, Any]) -> str:
+    return "\n".join(f"{k}: {v}" for k, v in info.items())
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if hasattr(value, "item"):  # numpy scalars
+        return _jsonable(value.item())
+    return value
+
+
+def _table(summary: dict[str, Any]) -> str:
+    lat = summary["latency_ms"]
+    hot = summary["hot_latency_ms_steady"]
+    rows = [
+        ("strategy", summary["strategy"]),
+        ("requests (req/s)", f"{summary['requests']} ({summary['rps']:.0f})"),
+        ("origin reads (hot/cold)", f"{summary['origin_reads']} "
+         f"({summary['origin_reads_hot']}/{summary['origin_reads_cold']})"),
+        ("hot reads per TTL window", summary["hot_reads_per_window"]),
+        ("max origin reads/s (steady)", f"{summary['max_origin_per_s']} "
+         f"({summary['max_origin_per_s_steady']})"),
+        ("seconds above threshold", summary["seconds_above_threshold"]),
+        ("lower bound; reads/bound",
+         f"{summary['lower_bound']}; {summary['reads_over_bound']:.2f}"),
+        ("hit rate", f"{summary['hit_rate']:.1%}"),
+        ("latency p50/p99/max ms", f"{lat['p50']:.1f} / {lat['p99']:.1f} / {lat['max']:.1f}"),
+        ("hot p50/p99 ms (steady)", f"{hot['p50']:.1f} / {hot['p99']:.1f}"),
+        ("outcomes", " ".join(f"{k}={v}" for k, v in summary["outcomes"].items())),
+        ("lost", summary["lost"]),
+    ]  # fmt: skip
+    width = max(len(k) for k, _ in rows)
+    return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

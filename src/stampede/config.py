@@ -1,0 +1,136 @@
+"""Every parameter of a run in three validated models: strategy, load and lab.
+
+One place (the brief's "settings: one place"): pods, the command line, the runner and the
+notebooks all build these models, so a bad value is rejected with the same one-line message
+everywhere, before any process starts. Pods read the same strategy fields from the environment
+through :class:`PodSettings` (``STAMPEDE_`` prefix), which is also the compose file's contract.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from stampede.errors import ConfigError
+
+__all__ = [
+    "LabConfig",
+    "LoadConfig",
+    "PodSettings",
+    "StrategyConfig",
+    "get_settings",
+    "validated",
+]
+
+M = TypeVar("M", bound=BaseModel)
+
+
+class StrategyConfig(BaseModel):
+    """How a pod caches: the strategy, its TTLs and the origin it protects."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    strategy: str = Field("naive", description="registered strategy name")
+    ttl_s: float = Field(5.0, gt=0, le=3600, description="cache TTL (SWR/XFetch: soft TTL), s")
+    jitter: float | None = Field(
+        None, ge=0, le=10, description="TTL x (1 + U(0, jitter)) on writes; default per strategy"
+    )
+    stale_s: float = Field(5.0, gt=0, le=3600, description="SWR: serve-stale window after TTL, s")
+    beta: float = Field(1.0, ge=0, le=100, description="XFetch: early-refresh eagerness")
+    cutoff: float = Field(0.8, gt=0, lt=1, description="fixed_cutoff: refresh at age >= cutoff*TTL")
+    lease_ms: int = Field(10_000, gt=0, le=600_000, description="refresh lock lease, ms")
+    renew: bool = Field(True, description="renew the lock lease while a refresh runs")
+    wait: Literal["poll", "notify"] = Field("notify", description="how waiters learn of a value")
+    poll_ms: float = Field(50.0, gt=0, le=10_000, description="poll interval for wait=poll, ms")
+    wait_timeout_s: float = Field(5.0, gt=0, le=600, description="waiter gives up (503) after, s")
+    origin_latency_ms: float = Field(200.0, ge=0, le=60_000, description="injected origin latency")
+    origin_error_rate: float = Field(0.0, ge=0, le=1, description="share of origin reads that fail")
+
+    @field_validator("strategy")
+    @classmethod
+    def _known_strategy(cls, name: str) -> str:
+        from stampede.strategies import strategy_names  # late: strategies import this module
+
+        if name not in strategy_names():
+            valid = ", ".join(strategy_names())
+            raise ValueError(f"unknown strategy {name!r}; valid: {valid}")
+        return name
+
+
+class LoadConfig(BaseModel):
+    """What the load generator sends: how many clients, how fast, to which items."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    scenario: Literal["hot_key", "bulk_warm"] = Field("hot_key", description="traffic shape")
+    clients: int = Field(50, ge=1, le=2000, description="simulated clients")
+    duration_s: float = Field(60.0, gt=0, le=3600, description="load duration, s")
+    pacing: Literal["open", "closed"] = Field("open", description="open: Poisson at --rate")
+    rate: float = Field(380.0, gt=0, le=20_000, description="open loop: total requests/s")
+    think_ms: float = Field(0.0, ge=0, le=60_000, description="closed loop: pause between requests")
+    hot_share: float = Field(0.95, ge=0, le=1, description="share of traffic on the hot item")
+    hot_item: int = Field(1, ge=1, description="the hot item's id")
+    items: int = Field(100, ge=1, le=100_000, description="ids 1..items receive traffic")
+    warm_items: int = Field(100, ge=1, le=100_000, description="bulk_warm: items warmed at t=0")
+    seed: int = Field(0, description="seed for arrivals and item choice")
+    request_timeout_s: float = Field(10.0, gt=0, le=600, description="client gives up after, s")
+    workers: int = Field(1, ge=1, le=16, description="load-generator processes")
+
+    @model_validator(mode="after")
+    def _hot_item_in_range(self) -> LoadConfig:
+        if self.hot_item > self.items:
+            raise ValueError(f"hot_item {self.hot_item} is outside 1..items ({self.items})")
+        if self.workers > self.clients:
+            raise ValueError(f"workers ({self.workers}) cannot exceed clients ({self.clients})")
+        return self
+
+
+class LabConfig(BaseModel):
+    """The shape of the embedded lab: how many pods and how big the origin is."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    pods: int = Field(3, ge=1, le=16, description="pod processes behind round-robin")
+    origin_items: int = Field(100, ge=1, le=100_000, description="rows in the SQLite origin")
+
+
+class PodSettings(StrategyConfig, BaseSettings):
+    """A pod's settings from the environment, ``STAMPEDE_*``: the compose file's contract."""
+
+    model_config = SettingsConfigDict(env_prefix="STAMPEDE_", extra="ignore", frozen=True)
+
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    origin_path: Path = Path("data/origin.sqlite3")
+    pod_name: str = "pod-1"
+
+    def strategy_config(self) -> StrategyConfig:
+        return StrategyConfig(**{k: getattr(self, k) for k in StrategyConfig.model_fields})
+
+
+@lru_cache
+def get_settings() -> PodSettings:
+    """Build the pod's settings once, on first use, never at import time."""
+    return validated(PodSettings)
+
+
+def validated(model: type[M], **values: Any) -> M:
+    """Build ``model`` or raise :class:`ConfigError` with one line per bad field."""
+    try:
+        return model(**values)
+    except ValidationError as exc:
+        raise ConfigError(_one_line(exc)) from None
+
+
+def _one_line(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors():
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["loc"]:
+            where = ".".join(str(p) for p in err["loc"])
+            msg = f"{where}: {msg} (got {err.get('input')!r})"
+        parts.append(msg)
+    return "; ".join(parts)

@@ -1,0 +1,70 @@
+"""Every error Stampede Lab raises on purpose, in one small tree.
+
+    StampedeError
+    ├── ConfigError            a bad parameter, caught before anything starts
+    ├── LabError               the lab could not start, or was lost
+    │   ├── RedisNotFound      no ``redis-server`` on PATH
+    │   ├── PortInUse          a port the lab wanted is taken
+    │   └── ProcessFailed      a pod or Redis died or never became ready
+    ├── OriginError            the origin could not answer (maps to 503)
+    │   └── ItemNotFound       no such item (maps to 404)
+    ├── WaitTimeout            a waiter gave up on the refresher (maps to 503)
+    └── LostRequests           a run could not account for every request it sent
+
+Messages name the bad value and what would be valid, so a reader can fix the call at once.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ConfigError",
+    "ItemNotFound",
+    "LabError",
+    "LostRequests",
+    "OriginError",
+    "PortInUse",
+    "ProcessFailed",
+    "RedisNotFound",
+    "StampedeError",
+    "WaitTimeout",
+]
+
+
+class StampedeError(Exception):
+    """Base of every error this package raises on purpose."""
+
+
+class ConfigError(StampedeError, ValueError):
+    """A lab, strategy or load parameter is out of range or unknown."""
+
+
+class LabError(StampedeError):
+    """The lab could not be started, reached or stopped cleanly."""
+
+
+class RedisNotFound(LabError):
+    """``redis-server`` is not on PATH."""
+
+
+class PortInUse(LabError):
+    """A port the lab was asked to bind is already taken."""
+
+
+class ProcessFailed(LabError):
+    """A lab process exited early or never answered its health check."""
+
+
+class OriginError(StampedeError):
+    """The origin failed or timed out; the pod answers 503 and caches nothing."""
+
+
+class ItemNotFound(OriginError):
+    """The origin has no row for this id; the pod answers 404."""
+
+
+class WaitTimeout(StampedeError):
+    """A waiter gave up before the refresher published a value; the pod answers 503."""
+
+
+class LostRequests(StampedeError):
+    """Requests sent did not equal responses + errors + timeouts."""

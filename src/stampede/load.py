@@ -1,0 +1,251 @@
+"""The load generator: paced simulated clients, one frozen record per request.
+
+Each simulated client owns its own HTTP session and connects to every pod before the clock
+starts. The sessions are aiohttp's: on these 2-core machines an ``httpx.AsyncClient`` costs
+~1.4 ms of generator CPU per request against aiohttp's ~0.3 ms (``bench/capacity`` measures
+both side by side), and a generator that saturates its core measures itself, not the lab.
+Pacing:
+
+- ``open`` (default): each client sends on its own Poisson schedule, together ``rate`` req/s,
+  whether or not earlier requests have returned, so a slow server cannot slow the load down
+  (no coordinated omission);
+- ``closed``: each client sends its next request when the last returns, after ``think_ms``.
+  With no think time 50 clients saturate the generator's own core and latency then measures
+  the generator, not the lab.
+
+Requests go round-robin over the pods. Runs are bounded in time (``duration_s``) and go to
+loopback addresses only. Run as ``python -m stampede.load`` by :mod:`stampede.runner`, which
+merges the records of several worker processes when one core cannot drive the rate.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import itertools
+import json
+import random
+import sys
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import astuple, dataclass, fields
+from ipaddress import ip_address
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import aiohttp
+
+from stampede.config import LoadConfig
+from stampede.errors import ConfigError
+
+__all__ = ["RECORD_FIELDS", "Record", "check_loopback", "generate", "item_chooser"]
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """One request as the client saw it. Times are epoch seconds; latency is send to last byte."""
+
+    client: int
+    item: int
+    pod: int
+    t_sched: float  # when the schedule wanted it sent
+    t_send: float  # when it was sent
+    latency_ms: float
+    status: int  # HTTP status; 0 when no response came back
+    outcome: str  # the X-Cache header, or "error"
+    error: str  # "" | "timeout" | "connect" | "protocol"
+
+
+RECORD_FIELDS = [f.name for f in fields(Record)]
+WARM = 3  # connections per client and pod: enough for the overlap a stampede causes
+
+
+def check_loopback(urls: Sequence[str]) -> None:
+    """Refuse any target that is not on this machine: the lab's load stays on loopback."""
+    for url in urls:
+        host = urlsplit(url).hostname or ""
+        ok = host == "localhost"
+        with contextlib.suppress(ValueError):
+            ok = ok or ip_address(host).is_loopback
+        if not ok:
+            raise ConfigError(f"load target {url!r} is not a loopback address (127.0.0.0/8, ::1)")
+
+
+def item_chooser(load: LoadConfig, rng: random.Random) -> Callable[[], int]:
+    """The traffic mix: ``hot_share`` on the hot item, the rest uniform over the others."""
+    if load.scenario == "bulk_warm":
+        return lambda: rng.randint(1, load.warm_items)
+    others = [i for i in range(1, load.items + 1) if i != load.hot_item]
+    hot, share = load.hot_item, load.hot_share
+
+    def choose() -> int:
+        if not others or rng.random() < share:
+            return hot
+        return rng.choice(others)
+
+    return choose
+
+
+async def generate(
+    pods: Sequence[str],
+    load: LoadConfig,
+    *,
+    clients: Sequence[int] | None = None,
+    start_at: Callable[[], Awaitable[float]] | None = None,
+    on_tick: Callable[[int], None] | None = None,
+) -> tuple[list[Record], int]:
+    """Send the load; return the records and how many requests were sent.
+
+    ``clients`` picks which of the ``load.clients`` simulated clients this process drives
+    (all by default). ``start_at`` is awaited once every client is connected and returns the
+    epoch second the clock starts, so several processes can start together.
+    """
+    check_loopback(pods)
+    ids = list(range(load.clients) if clients is None else clients)
+    records: list[Record] = []
+    tally = _Tally()
+    pod_cycle = itertools.cycle(range(len(pods)))
+    timeout = aiohttp.ClientTimeout(total=load.request_timeout_s)
+    sessions = [
+        aiohttp.ClientSession(
+            timeout=timeout,
+            connector=aiohttp.TCPConnector(limit=0, keepalive_timeout=3600),
+            skip_auto_headers=("User-Agent",),
+        )
+        for _ in ids
+    ]
+    try:
+        # Open WARM_CONNECTIONS connections per client and pod before the clock starts:
+        # opening one mid-run costs CPU just when a stampede makes requests overlap.
+        await asyncio.gather(
+            *(_fetch(s, f"{p}/health") for s in sessions for p in pods for _ in range(WARM))
+        )
+        start = await start_at() if start_at is not None else time.time() + 0.05
+        end = start + load.duration_s
+
+        async def request(
+            session: aiohttp.ClientSession, client: int, item: int, due: float
+        ) -> None:
+            pod = next(pod_cycle)
+            tally.sent += 1
+            t_send = time.time()
+            status, outcome, error = 0, "error", ""
+            try:
+                status, outcome = await _fetch(session, f"{pods[pod]}/items/{item}")
+            except TimeoutError:
+                error = "timeout"
+            except aiohttp.ClientConnectionError as exc:
+                error = "connect" if isinstance(exc, aiohttp.ClientConnectorError) else "protocol"
+            except aiohttp.ClientError:
+                error = "protocol"
+            finally:
+                latency = (time.time() - t_send) * 1000
+                records.append(
+                    Record(client, item, pod, due, t_send, latency, status, outcome, error)
+                )
+
+        async def open_loop(session: aiohttp.ClientSession, client: int) -> None:
+            rng = random.Random(f"{load.seed}:{client}")
+            choose = item_chooser(load, rng)
+            rate = load.rate / load.clients
+            inflight: set[asyncio.Task[None]] = set()
+            due = start
+            while True:
+                due += rng.expovariate(rate)
+                if due >= end:
+                    break
+                await asyncio.sleep(max(0.0, due - time.time()))
+                task = asyncio.create_task(request(session, client, choose(), due))
+                inflight.add(task)
+                task.add_done_callback(inflight.discard)
+            await asyncio.gather(*inflight)
+
+        async def closed_loop(session: aiohttp.ClientSession, client: int) -> None:
+            rng = random.Random(f"{load.seed}:{client}")
+            choose = item_chooser(load, rng)
+            while (now := time.time()) < end:
+                await request(session, client, choose(), now)
+                if load.think_ms:
+                    await asyncio.sleep(load.think_ms / 1000)
+
+        async def warm() -> None:
+            """Bulk warm: every item requested once at t=0, as a deploy's warm-up does."""
+            by_client = dict(zip(ids, sessions, strict=True))
+            owners = {i: (i - 1) % load.clients for i in range(1, load.warm_items + 1)}
+            await asyncio.gather(
+                *(request(by_client[c], c, i, start) for i, c in owners.items() if c in by_client)
+            )
+
+        await asyncio.sleep(max(0.0, start - time.time()))
+        if load.scenario == "bulk_warm":
+            await warm()
+        loop = open_loop if load.pacing == "open" else closed_loop
+        ticker = asyncio.create_task(_tick(tally, on_tick)) if on_tick else None
+        try:
+            await asyncio.gather(*(loop(s, c) for s, c in zip(sessions, ids, strict=True)))
+        finally:
+            if ticker is not None:
+                ticker.cancel()
+    finally:
+        await asyncio.gather(*(s.close() for s in sessions), return_exceptions=True)
+    return records, tally.sent
+
+
+async def _fetch(session: aiohttp.ClientSession, url: str) -> tuple[int, str]:
+    async with session.get(url) as resp:
+        await resp.read()
+        return resp.status, resp.headers.get("X-Cache", "error")
+
+
+class _Tally:
+    """Requests sent so far: every one of them must come back as a record."""
+
+    sent = 0
+
+
+async def _tick(tally: _Tally, on_tick: Callable[[int], None]) -> None:
+    while True:
+        await asyncio.sleep(0.5)
+        on_tick(tally.sent)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Worker entry point: ``python -m stampede.load --pods URL... --config JSON --out FILE``."""
+    parser = argparse.ArgumentParser(prog="python -m stampede.load", description=main.__doc__)
+    parser.add_argument("--pods", nargs="+", required=True)
+    parser.add_argument("--config", required=True, help="LoadConfig as JSON")
+    parser.add_argument("--clients", default=None, help="first:stop range of client ids")
+    parser.add_argument("--out", type=Path, required=True)
+    args = parser.parse_args(argv)
+    load = LoadConfig.model_validate_json(args.config)
+    ids = None
+    if args.clients:
+        first, stop = (int(x) for x in args.clients.split(":"))
+        ids = range(first, stop)
+    with contextlib.suppress(ImportError):
+        import uvloop
+
+        uvloop.install()
+
+    def tick(n: int) -> None:
+        print(json.dumps({"sent": n}), flush=True)
+
+    async def start_at() -> float:
+        """Say we are connected, then read the shared start time from the runner."""
+        print(json.dumps({"ready": True}), flush=True)
+        line = await asyncio.to_thread(sys.stdin.readline)
+        return float(json.loads(line)["start"])
+
+    records, sent = asyncio.run(
+        generate(args.pods, load, clients=ids, start_at=start_at, on_tick=tick)
+    )
+    payload = {"sent": sent, "fields": RECORD_FIELDS, "records": [astuple(r) for r in records]}
+    tmp = args.out.with_suffix(".tmp")
+    tmp.write_text(json.dumps(payload))
+    tmp.replace(args.out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

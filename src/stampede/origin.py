@@ -1,0 +1,131 @@
+"""The slow origin: a SQLite file read through aiosqlite, with latency injected per read.
+
+The file is generated deterministically by :func:`build_origin`, so a fresh clone makes the
+same 100 products. Pods open it read-only (``mode=ro``). Every read is logged with its start,
+end, item and outcome, so a run's origin count is exact across all pods: the numbers the book
+teaches are counted, never estimated.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import sqlite3
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+
+from stampede.errors import ItemNotFound, OriginError
+
+__all__ = ["Origin", "OriginRead", "build_origin", "ensure_origin"]
+
+SCHEMA = """
+CREATE TABLE items (
+    id INTEGER PRIMARY KEY,
+    name TEXT NOT NULL,
+    category TEXT NOT NULL,
+    price_cents INTEGER NOT NULL,
+    stock INTEGER NOT NULL,
+    rating REAL NOT NULL,
+    description TEXT NOT NULL
+)
+"""
+_ADJECTIVES = ["Compact", "Heavy-duty", "Quiet", "Solar", "Foldable", "Smart", "Classic", "Pro"]
+_NOUNS = ["Kettle", "Lamp", "Backpack", "Router", "Blender", "Tent", "Drill", "Speaker"]
+_CATEGORIES = ["kitchen", "outdoor", "tools", "electronics", "home"]
+
+
+def build_origin(path: Path, items: int = 100, seed: int = 1) -> Path:
+    """Write a fresh origin with ``items`` products; the same seed gives the same bytes."""
+    rng = random.Random(seed)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".tmp{os.getpid()}")
+    tmp.unlink(missing_ok=True)
+    with sqlite3.connect(tmp) as db:
+        db.execute(SCHEMA)
+        for item in range(1, items + 1):
+            name = f"{rng.choice(_ADJECTIVES)} {rng.choice(_NOUNS)} {item:03d}"
+            db.execute(
+                "INSERT INTO items VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    item,
+                    name,
+                    rng.choice(_CATEGORIES),
+                    rng.randrange(499, 49_999),
+                    rng.randrange(0, 500),
+                    round(rng.uniform(2.5, 5.0), 1),
+                    f"{name}: a sample product for the stampede lab.",
+                ),
+            )
+    db.close()
+    os.replace(tmp, path)  # atomic: a pod never opens a half-written file
+    return path
+
+
+def ensure_origin(path: Path, items: int = 100) -> Path:
+    """Build the origin unless a file with at least ``items`` rows is already there."""
+    if path.exists():
+        with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
+            (count,) = db.execute("SELECT count(*) FROM items").fetchone()
+        db.close()
+        if count >= items:
+            return path
+    return build_origin(path, items)
+
+
+@dataclass(frozen=True, slots=True)
+class OriginRead:
+    """One SELECT against the origin, as the pod saw it (epoch seconds)."""
+
+    start: float
+    end: float
+    item: int
+    ok: bool
+
+
+class Origin:
+    """Read-only access to the origin with injected latency and an exact read log."""
+
+    def __init__(self, path: Path, latency_s: float = 0.2, error_rate: float = 0.0) -> None:
+        self.path = path
+        self.latency_s = latency_s
+        self.error_rate = error_rate  # injected failures, for the fault chapter and tests
+        self.rng = random.Random()
+        self.reads: list[OriginRead] = []
+        self._db: aiosqlite.Connection | None = None
+
+    async def open(self) -> None:
+        if not self.path.exists():
+            raise OriginError(f"origin file {self.path} does not exist")
+        self._db = await aiosqlite.connect(f"file:{self.path}?mode=ro", uri=True)
+        self._db.row_factory = aiosqlite.Row
+
+    async def close(self) -> None:
+        if self._db is not None:
+            await self._db.close()
+            self._db = None
+
+    async def read(self, item: int) -> dict[str, Any]:
+        """One slow SELECT; raises :class:`ItemNotFound` or :class:`OriginError`."""
+        if self._db is None:
+            raise OriginError("origin is not open")
+        start = time.time()
+        ok = False
+        try:
+            await asyncio.sleep(self.latency_s)  # the slow query the cache exists to avoid
+            if self.error_rate and self.rng.random() < self.error_rate:
+                raise OriginError(f"origin read of item {item} failed (injected fault)")
+            async with self._db.execute("SELECT * FROM items WHERE id = ?", (item,)) as cur:
+                row = await cur.fetchone()
+            if row is None:
+                raise ItemNotFound(f"item {item} does not exist")
+            ok = True
+            return dict(row)
+        except sqlite3.Error as exc:
+            raise OriginError(f"origin read of item {item} failed: {exc}") from exc
+        finally:
+            self.reads.append(OriginRead(start, time.time(), item, ok))

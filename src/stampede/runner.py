@@ -1,0 +1,279 @@
+"""One run, end to end: configure the lab, send the load, collect, measure, cache.
+
+``run("single_flight", duration_s=30)`` validates every parameter before anything starts,
+puts the lab's pods on a fresh configuration over a flushed Redis, drives the load from worker
+processes (so the generator has its own core and a notebook's event loop is not involved),
+collects every pod's origin log and returns a :class:`RunResult`.
+
+Runs are the expensive part of the book and chapters share them, so results are cached on
+disk under a key made of every parameter and a hash of the package's source: any parameter
+or code change makes a new key. ``fresh=True`` (or ``STAMPEDE_FRESH=1``) forces a new run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import gzip
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from functools import cached_property, lru_cache
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from tqdm.auto import tqdm
+
+from stampede import paths
+from stampede.config import LabConfig, LoadConfig, StrategyConfig, validated
+from stampede.errors import ConfigError, LabError, LostRequests
+from stampede.lab import Lab
+from stampede.metrics import RunShape, hot_windows, per_second, summarize
+
+__all__ = ["RunResult", "run", "split_params"]
+
+_SETTLE_S = 0.5  # after the last response, background refreshes may still be reading
+
+
+@dataclass
+class RunResult:
+    """A finished run: its parameters, raw frames and the numbers computed from them."""
+
+    strategy: str
+    params: dict[str, Any]
+    records: pd.DataFrame = field(repr=False)
+    reads: pd.DataFrame = field(repr=False)
+    summary: dict[str, Any]
+    counters: dict[str, int] = field(default_factory=dict)
+    commands: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def shape(self) -> RunShape:
+        p = self.params
+        return RunShape(p["duration_s"], p["ttl_s"], p["origin_latency_ms"] / 1000, p["hot_item"])
+
+    @cached_property
+    def frame(self) -> pd.DataFrame:
+        """Per-second tidy frame (``second``, ``metric``, ``value``, ``strategy``)."""
+        return per_second(self.records, self.reads, self.shape).assign(strategy=self.strategy)
+
+    @property
+    def expiries(self) -> list[float]:
+        """When the hot key's cycles began (s since start): the chart's expiry marks."""
+        return hot_windows(self.records, self.shape)[1:]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"strategy": self.strategy, "params": self.params, **self.summary}
+
+
+def split_params(params: dict[str, Any]) -> tuple[StrategyConfig, LoadConfig, LabConfig]:
+    """Sort keyword parameters into the three models; unknown names are a ConfigError."""
+    models = (StrategyConfig, LoadConfig, LabConfig)
+    known = {name for m in models for name in m.model_fields}
+    unknown = sorted(set(params) - known)
+    if unknown:
+        raise ConfigError(f"unknown parameter(s) {unknown}; valid: {', '.join(sorted(known))}")
+    picked = [{k: v for k, v in params.items() if k in m.model_fields} for m in models]
+    return (
+        validated(StrategyConfig, **picked[0]),
+        validated(LoadConfig, **picked[1]),
+        validated(LabConfig, **picked[2]),
+    )
+
+
+def run(
+    strategy: str = "naive",
+    *,
+    lab: Lab | None = None,
+    fresh: bool | None = None,
+    progress: bool = True,
+    **params: Any,
+) -> RunResult:
+    """Run ``strategy`` under the load described by ``params`` and measure it."""
+    config, load, lab_config = split_params({"strategy": strategy, **params})
+    all_params = {**config.model_dump(), **load.model_dump(), **lab_config.model_dump()}
+    fresh = fresh if fresh is not None else os.environ.get("STAMPEDE_FRESH") == "1"
+    cache_file = paths.runs_dir() / f"{_cache_key(all_params)}.json.gz"
+    if not fresh and cache_file.exists():
+        return _load(cache_file)
+    own_lab = lab is None
+    lab = lab or Lab.embedded(lab_config, config=config)
+    try:
+        result = _execute(lab, config, load, all_params, progress)
+    finally:
+        if own_lab:
+            lab.stop()
+    _save(result, cache_file)
+    return result
+
+
+@contextlib.contextmanager
+def _machine_exclusive() -> Iterator[None]:
+    """One load run at a time on this machine: two runs on 2 cores would measure each other."""
+    path = Path(tempfile.gettempdir()) / "stampede-lab-load.lock"
+    with path.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _execute(
+    lab: Lab, config: StrategyConfig, load: LoadConfig, params: dict[str, Any], progress: bool
+) -> RunResult:
+    with _machine_exclusive():
+        return _measure(lab, config, load, params, progress)
+
+
+def _measure(
+    lab: Lab, config: StrategyConfig, load: LoadConfig, params: dict[str, Any], progress: bool
+) -> RunResult:
+    lab.configure(config)
+    before = lab.commandstats()
+    records, sent, start = _drive(lab, load, progress)
+    time.sleep(_SETTLE_S)
+    stats = lab.stats()
+    after = lab.commandstats()
+    reads = pd.DataFrame(
+        [(*r, s["pod"]) for s in stats for r in s["reads"]],
+        columns=["start", "end", "item", "ok", "pod"],
+    ).astype({"start": float, "end": float, "item": int, "ok": bool})
+    reads["t"] = reads["start"] - start
+    records["t"] = records["t_send"] - start
+    shape = RunShape(load.duration_s, config.ttl_s, config.origin_latency_ms / 1000, load.hot_item)
+    summary = summarize(records, reads, shape, sent=sent)
+    if summary["lost"]:
+        raise LostRequests(f"{summary['lost']} of {sent} requests were sent but never recorded")
+    counters: dict[str, int] = {}
+    for s in stats:
+        for k, v in s["counters"].items():
+            counters[k] = counters.get(k, 0) + v
+    commands = {k: v - before.get(k, 0) for k, v in after.items() if v - before.get(k, 0) > 0}
+    commands.pop("info", None)
+    summary["redis_commands"] = sum(commands.values())
+    summary["redis_commands_per_request"] = summary["redis_commands"] / max(1, len(records))
+    return RunResult(config.strategy, params, records, reads, summary, counters, commands)
+
+
+def _drive(lab: Lab, load: LoadConfig, progress: bool) -> tuple[pd.DataFrame, int, float]:
+    """Run the load in ``load.workers`` processes, started together; merge their records."""
+    bounds = [load.clients * i // load.workers for i in range(load.workers + 1)]
+    with tempfile.TemporaryDirectory(prefix="stampede-load-") as tmp:
+        outs = [Path(tmp) / f"worker-{i}.json" for i in range(load.workers)]
+        workers = [
+            subprocess.Popen(
+                [
+                    sys.executable, "-m", "stampede.load", "--pods", *lab.pods,
+                    "--config", load.model_dump_json(),
+                    "--clients", f"{bounds[i]}:{bounds[i + 1]}", "--out", str(out),
+                ],
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            )
+            for i, out in enumerate(outs)
+        ]  # fmt: skip
+        try:
+            start = _start_together(workers)
+            _wait_with_progress(workers, load, start, progress)
+        finally:
+            for w in workers:
+                if w.poll() is None:
+                    w.kill()
+                w.wait()
+        for w in workers:
+            if w.returncode != 0:
+                err = (w.stderr.read() if w.stderr else b"").decode(errors="replace")
+                raise LabError(f"load worker failed (exit {w.returncode}):\n{err[-2000:]}")
+        payloads = [json.loads(out.read_text()) for out in outs]
+    rows = [row for p in payloads for row in p["records"]]
+    records = pd.DataFrame(rows, columns=payloads[0]["fields"])
+    return records, sum(p["sent"] for p in payloads), start
+
+
+def _start_together(workers: list[subprocess.Popen[bytes]], timeout_s: float = 60) -> float:
+    """Wait until every worker has connected its clients, then give them one start time."""
+    deadline = time.time() + timeout_s
+    for w in workers:
+        assert w.stdout is not None and w.stdin is not None
+        while b"ready" not in (line := w.stdout.readline()):
+            if not line or time.time() > deadline:
+                err = (w.stderr.read() if w.stderr else b"").decode(errors="replace")
+                raise LabError(f"load worker never became ready:\n{err[-2000:]}")
+    start = time.time() + 0.1
+    for w in workers:
+        assert w.stdin is not None
+        w.stdin.write(json.dumps({"start": start}).encode() + b"\n")
+        w.stdin.flush()
+    return start
+
+
+def _wait_with_progress(
+    workers: list[subprocess.Popen[bytes]], load: LoadConfig, start: float, progress: bool
+) -> None:
+    deadline = start + load.duration_s + load.request_timeout_s + 30
+    total = round(load.duration_s)
+    with tqdm(total=total, unit="s", desc="load", disable=not progress, leave=False) as bar:
+        while any(w.poll() is None for w in workers):
+            if time.time() > deadline:
+                raise LabError("the load generator did not finish in time; killed it")
+            elapsed = min(total, max(0, round(time.time() - start)))
+            bar.update(elapsed - bar.n)
+            time.sleep(0.2)
+        bar.update(total - bar.n)
+
+
+@lru_cache
+def code_version() -> str:
+    """Hash of the package's source: a code change invalidates every cached run."""
+    digest = hashlib.sha256()
+    root = Path(__file__).parent
+    for path in sorted(root.rglob("*.py")):
+        digest.update(path.relative_to(root).as_posix().encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def _cache_key(params: dict[str, Any]) -> str:
+    blob = json.dumps({"params": params, "code": code_version()}, sort_keys=True)
+    return f"{params['strategy']}-{hashlib.sha256(blob.encode()).hexdigest()[:20]}"
+
+
+def _save(result: RunResult, path: Path) -> None:
+    payload = {
+        "strategy": result.strategy,
+        "params": result.params,
+        "summary": result.summary,
+        "counters": result.counters,
+        "commands": result.commands,
+        "records": result.records.to_dict(orient="split", index=False),
+        "reads": result.reads.to_dict(orient="split", index=False),
+    }
+    tmp = path.with_suffix(f".tmp{os.getpid()}")
+    with gzip.open(tmp, "wt") as fh:
+        json.dump(payload, fh)
+    tmp.replace(path)
+
+
+def _load(path: Path) -> RunResult:
+    with gzip.open(path, "rt") as fh:
+        payload = json.load(fh)
+    frames = {
+        name: pd.DataFrame(payload[name]["data"], columns=payload[name]["columns"])
+        for name in ("records", "reads")
+    }
+    return RunResult(
+        payload["strategy"],
+        payload["params"],
+        frames["records"],
+        frames["reads"],
+        payload["summary"],
+        payload["counters"],
+        payload["commands"],
+    )

@@ -1,0 +1,96 @@
+"""The one interface every strategy implements, and what they share.
+
+A strategy answers ``get(item, load)`` with a :class:`~stampede.envelope.Fetched`: the value and
+the truthful outcome for *this* request (``hit``, ``miss``, ``wait_hit``, ``stale``,
+``early_refresh``). ``load`` reads the origin; a strategy decides when to call it and who waits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from abc import ABC, abstractmethod
+from collections import Counter
+from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from redis.asyncio import Redis
+
+from stampede.cache import CacheStore, ReadyNotifier, jittered_ttl
+from stampede.config import StrategyConfig
+from stampede.envelope import Entry, Fetched
+
+__all__ = ["Deps", "Loader", "Strategy"]
+
+log = logging.getLogger(__name__)
+
+Loader = Callable[[], Awaitable[dict[str, Any]]]
+
+
+@dataclass
+class Deps:
+    """What a strategy may touch: injected, so tests control the clock and the randomness."""
+
+    redis: Redis
+    store: CacheStore
+    notifier: ReadyNotifier | None = None
+    clock: Callable[[], float] = time.time
+    rng: random.Random = field(default_factory=random.Random)
+
+
+class Strategy(ABC):
+    """Base class: configuration in ``__init__``, one abstract coroutine, background tasks."""
+
+    name: ClassVar[str]
+    default_jitter: ClassVar[float] = 0.0  # TTL spread when the config does not set one
+
+    def __init__(self, deps: Deps, config: StrategyConfig) -> None:
+        self.deps = deps
+        self.config = config
+        self.store = deps.store
+        self.jitter = self.default_jitter if config.jitter is None else config.jitter
+        self.counters: Counter[str] = Counter()
+        self._background: set[asyncio.Task[Any]] = set()
+
+    @abstractmethod
+    async def get(self, item: int, load: Loader) -> Fetched:
+        """Return the value of ``item``, reading the origin through ``load`` when needed."""
+
+    def stale_window_s(self) -> float:
+        """How long past its soft expiry a value may still be served (0: never)."""
+        return 0.0
+
+    async def read_origin(self, item: int, load: Loader) -> Entry:
+        """Call the origin once and wrap the value with its recompute time and soft expiry."""
+        started = self.deps.clock()
+        value = await load()
+        now = self.deps.clock()
+        soft_ttl = jittered_ttl(self.config.ttl_s, self.jitter, self.deps.rng)
+        self.counters["origin_calls"] += 1
+        return Entry(value=value, created_at=now, delta=now - started, soft_expiry=now + soft_ttl)
+
+    def hard_ttl_s(self, entry: Entry) -> float:
+        """Redis' TTL for ``entry``: its soft lifetime plus the stale window."""
+        return entry.soft_expiry - entry.created_at + self.stale_window_s()
+
+    def spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> None:
+        """Run ``coro`` in the background with a strong reference (RUF006); never raise."""
+        task = asyncio.create_task(coro, name=name)
+        self._background.add(task)
+        task.add_done_callback(self._background_done)
+
+    def _background_done(self, task: asyncio.Task[Any]) -> None:
+        self._background.discard(task)
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            self.counters["background_errors"] += 1
+            log.warning("background task %s failed: %r", task.get_name(), exc)
+
+    async def close(self) -> None:
+        """Cancel background refreshes; each releases its lock in ``finally``."""
+        tasks = list(self._background)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)

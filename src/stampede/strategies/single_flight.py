@@ -1,0 +1,142 @@
+"""Single-flight: one refresher per key across every pod, through a Redis lock.
+
+The first request to miss takes ``lock:item:{id}`` (token, ``SET NX PX``), re-checks the cache,
+reads the origin once and writes the value through the lock's fence; everyone else waits for
+it. Waiters learn the value is there either by **polling** (``GET`` every ``poll_ms``, as in
+the write-up: up to one interval of extra latency per waiter) or by **notification** (one
+pub/sub message per refresh carrying the value, fanned out inside each pod). A waiter
+whose holder failed takes the lock itself; one that waits past ``wait_timeout_s`` gets
+:class:`WaitTimeout` (503).
+
+Fixes: the origin sees one read per expiry, whatever the number of pods and clients.
+Does not fix: every waiter still blocks for about one origin read at each expiry (see
+``swr``). The lock's lease bounds how long a crashed refresher blocks the key; a refresh that
+outlives its lease is renewed by a watchdog and fenced on write (:mod:`stampede.lock`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+from stampede.cache import Waiter
+from stampede.config import StrategyConfig
+from stampede.envelope import MISS, Entry, Fetched, Miss
+from stampede.errors import WaitTimeout
+from stampede.lock import RedisLock
+from stampede.strategies.base import Deps, Loader, Strategy
+from stampede.strategies.registry import register
+
+__all__ = ["SingleFlight"]
+
+
+@register
+class SingleFlight(Strategy):
+    name = "single_flight"
+
+    def __init__(self, deps: Deps, config: StrategyConfig) -> None:
+        super().__init__(deps, config)
+        self._refreshing: set[int] = set()  # items this pod refreshes in the background now
+
+    async def get(self, item: int, load: Loader) -> Fetched:
+        entry = await self.store.get(item)
+        if entry is not MISS:
+            return Fetched(entry.value, "hit")
+        return await self.load_once(item, load)
+
+    async def load_once(self, item: int, load: Loader) -> Fetched:
+        """The cold path: become the one refresher, or wait for it."""
+        deadline = self.deps.clock() + self.config.wait_timeout_s
+        waited = False
+        while True:
+            waiter = self._register(item)
+            try:
+                lock = self.store.lock(item, self.config.lease_ms)
+                if await lock.acquire():
+                    return await self._refresh_as_winner(item, load, lock, waited)
+                waited = True
+                self.counters["waits"] += 1
+                entry = await self._wait(item, waiter, deadline)
+            finally:
+                self._unregister(item, waiter)
+            if entry is not MISS:
+                return Fetched(entry.value, "wait_hit")
+            # no value yet: the holder may have failed or lost Redis; try the lock again
+
+    async def refresh_in_background(self, item: int, load: Loader, seen: Entry) -> bool:
+        """Start one background refresh of ``item`` unless another caller already runs one.
+
+        Returns whether this call started it. ``seen`` is the entry the caller decided on: if
+        the cache already holds a newer one, a refresh has just finished and none starts.
+        """
+        if item in self._refreshing:  # this pod already runs one: spare Redis the lock attempt
+            return False
+        lock = self.store.lock(item, self.config.lease_ms)
+        if not await lock.acquire():
+            return False
+        current = await self.store.get(item)
+        if isinstance(current, Entry) and current.created_at > seen.created_at:
+            await lock.release()
+            return False
+        self._refreshing.add(item)
+        self.spawn(self._refresh_held(item, load, lock), name=f"refresh:{item}")
+        return True
+
+    async def _refresh_as_winner(
+        self, item: int, load: Loader, lock: RedisLock, waited: bool
+    ) -> Fetched:
+        entry: Entry | None = None
+        try:
+            async with lock.hold(renew=self.config.renew):
+                found = await self.store.get(item)  # filled between our miss and our lock?
+                if found is not MISS:
+                    return Fetched(found.value, "wait_hit" if waited else "hit")
+                entry = await self.read_origin(item, load)
+                if not await self.store.put(item, entry, self.hard_ttl_s(entry), lock):
+                    self.counters["fence_refused"] += 1
+        finally:
+            await self._announce(item, entry)  # after release: a failure wakes waiters too
+        return Fetched(entry.value, "miss")
+
+    async def _refresh_held(self, item: int, load: Loader, lock: RedisLock) -> None:
+        entry: Entry | None = None
+        try:
+            async with lock.hold(renew=self.config.renew):
+                entry = await self.read_origin(item, load)
+                if not await self.store.put(item, entry, self.hard_ttl_s(entry), lock):
+                    self.counters["fence_refused"] += 1
+        finally:
+            self._refreshing.discard(item)
+            await self._announce(item, entry)
+
+    async def _announce(self, item: int, entry: Entry | None) -> None:
+        if self.config.wait == "notify":
+            with contextlib.suppress(Exception):  # waiters fall back on their timeout slice
+                await self.store.announce(item, entry)
+
+    def _register(self, item: int) -> Waiter | None:
+        notifier = self.deps.notifier
+        if self.config.wait != "notify" or notifier is None:
+            return None
+        return notifier.register(item)
+
+    def _unregister(self, item: int, waiter: Waiter | None) -> None:
+        if waiter is not None and self.deps.notifier is not None:
+            self.deps.notifier.unregister(item, waiter)
+
+    async def _wait(self, item: int, waiter: Waiter | None, deadline: float) -> Entry | Miss:
+        remaining = deadline - self.deps.clock()
+        if remaining <= 0:
+            self.counters["wait_timeouts"] += 1
+            raise WaitTimeout(
+                f"item {item}: no value after {self.config.wait_timeout_s:g} s of waiting"
+            )
+        if waiter is None:
+            await asyncio.sleep(min(self.config.poll_ms / 1000, remaining))
+        else:
+            slice_s = min(remaining, self.config.lease_ms / 1000)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(waiter.event.wait(), slice_s)
+            if waiter.entry is not None:
+                return waiter.entry  # the value came with the message: no GET
+        return await self.store.get(item)
