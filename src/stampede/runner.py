@@ -22,7 +22,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property, lru_cache
 from pathlib import Path
@@ -37,7 +37,7 @@ from stampede.errors import ConfigError, LabError, LostRequests
 from stampede.lab import Lab
 from stampede.metrics import RunShape, hot_windows, per_second, summarize
 
-__all__ = ["RunResult", "run", "split_params"]
+__all__ = ["RunResult", "compare", "run", "split_params"]
 
 _SETTLE_S = 0.5  # after the last response, background refreshes may still be reading
 
@@ -96,13 +96,19 @@ def run(
     progress: bool = True,
     **params: Any,
 ) -> RunResult:
-    """Run ``strategy`` under the load described by ``params`` and measure it."""
+    """Run ``strategy`` under the load described by ``params`` and measure it.
+
+    Without ``lab``, attaches to the lab named by ``STAMPEDE_POD_URLS`` if set, else starts an
+    embedded lab for this run and stops it after.
+    """
     config, load, lab_config = split_params({"strategy": strategy, **params})
     all_params = {**config.model_dump(), **load.model_dump(), **lab_config.model_dump()}
     fresh = fresh if fresh is not None else os.environ.get("STAMPEDE_FRESH") == "1"
     cache_file = paths.runs_dir() / f"{_cache_key(all_params)}.json.gz"
     if not fresh and cache_file.exists():
         return _load(cache_file)
+    if lab is None and os.environ.get("STAMPEDE_POD_URLS"):
+        lab = Lab.from_env()  # `make lab`, compose: attach to the running lab
     own_lab = lab is None
     lab = lab or Lab.embedded(lab_config, config=config)
     try:
@@ -124,6 +130,38 @@ def _machine_exclusive() -> Iterator[None]:
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def compare(results: Sequence[RunResult], columns: Sequence[str] | None = None) -> pd.DataFrame:
+    """One row per run, the headline numbers side by side (nested latencies flattened)."""
+    rows = []
+    for result in results:
+        s = result.summary
+        row: dict[str, Any] = {"strategy": result.strategy}
+        for key in SUMMARY_COLUMNS:
+            row[key] = s[key]
+        for name in ("latency_ms", "hot_latency_ms", "hot_latency_ms_steady", "hit_latency_ms"):
+            for pct in ("p50", "p99"):
+                row[f"{name.removesuffix('_ms')}_{pct}_ms"] = s[name][pct]
+        row.update({f"n_{k}": v for k, v in s["outcomes"].items()})
+        rows.append(row)
+    frame = pd.DataFrame(rows).set_index("strategy")
+    return frame if columns is None else frame[list(columns)]
+
+
+SUMMARY_COLUMNS = (
+    "requests",
+    "origin_reads",
+    "origin_reads_hot",
+    "origin_reads_cold",
+    "max_origin_per_s",
+    "max_origin_per_s_steady",
+    "seconds_above_threshold",
+    "lower_bound",
+    "reads_over_bound",
+    "hit_rate",
+    "redis_commands_per_request",
+)
 
 
 def _execute(
