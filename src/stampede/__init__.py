@@ -1,12 +1,16 @@
 """Stampede Lab: make cache stampedes happen, measure them, fix them one strategy at a time.
 
 What a notebook needs is re-exported here; importing the package starts nothing, reads no
-environment variable and opens no connection.
+environment variable and opens no connection. The heavy parts (``charts`` with Altair,
+``run``/``compare`` with pandas) load on first use (PEP 562), so a pod process, which imports
+``stampede.pod``, never pays for them.
 """
 
 from __future__ import annotations
 
-from stampede import charts
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from stampede.config import LabConfig, LoadConfig, StrategyConfig
 from stampede.errors import (
     ConfigError,
@@ -21,8 +25,24 @@ from stampede.errors import (
     WaitTimeout,
 )
 from stampede.lab import Lab
-from stampede.runner import RunResult, compare, run
 from stampede.strategies import strategy_names
+
+if TYPE_CHECKING:
+    from stampede import charts
+    from stampede.runner import RunResult, compare, run
+
+_LAZY = {"charts": "stampede.charts", "RunResult": "stampede.runner", "compare": "stampede.runner",
+         "run": "stampede.runner"}  # fmt: skip
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        module = importlib.import_module(_LAZY[name])
+        value = module if name == "charts" else getattr(module, name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'stampede' has no attribute {name!r}")
+
 
 __all__ = [
     "ConfigError",

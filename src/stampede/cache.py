@@ -4,6 +4,7 @@ Key layout (every pod agrees on it):
 
 - ``item:{id}``       the JSON :class:`~stampede.envelope.Entry`, with Redis' TTL as hard expiry
 - ``lock:item:{id}``  the single-refresher lock (:class:`~stampede.lock.RedisLock`)
+- ``missing:item:{id}`` a negative entry: the origin said 404 a moment ago (short TTL)
 - channel ``stampede:ready``  ``"<id> <entry json>"`` when a refresh wrote a value, ``"<id>"``
   when it failed: waiters take the value from the message, saving each of them a ``GET``
 """
@@ -53,6 +54,18 @@ class CacheStore:
     @staticmethod
     def lock_key(item: int) -> str:
         return f"lock:item:{item}"
+
+    @staticmethod
+    def missing_key(item: int) -> str:
+        return f"missing:item:{item}"
+
+    async def is_missing(self, item: int) -> bool:
+        """Did the origin answer 404 for ``item`` within the negative TTL?"""
+        return bool(await self.redis.exists(self.missing_key(item)))
+
+    async def mark_missing(self, item: int, ttl_s: float) -> None:
+        """Remember a 404 for ``ttl_s``: a flood of unknown ids reads the origin once each."""
+        await self.redis.set(self.missing_key(item), b"1", px=max(1, round(ttl_s * 1000)))
 
     def lock(self, item: int, lease_ms: int) -> RedisLock:
         return RedisLock(self.redis, self.lock_key(item), lease_ms)
@@ -112,8 +125,8 @@ class ReadyNotifier:
     async def stop(self) -> None:
         if self._task is not None:
             self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            # bounded: redis-py can swallow a cancel that lands inside a command
+            await asyncio.wait([self._task], timeout=2)
             self._task = None
 
     def register(self, item: int) -> Waiter:

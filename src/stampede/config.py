@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from stampede.errors import ConfigError
+from stampede.faults import Fault
 
 __all__ = [
     "LabConfig",
@@ -49,6 +50,19 @@ class StrategyConfig(BaseModel):
     wait_timeout_s: float = Field(5.0, gt=0, le=600, description="waiter gives up (503) after, s")
     origin_latency_ms: float = Field(200.0, ge=0, le=60_000, description="injected origin latency")
     origin_error_rate: float = Field(0.0, ge=0, le=1, description="share of origin reads that fail")
+    origin_slow_rate: float = Field(
+        0.0, ge=0, le=1, description="share of origin reads that take origin_slow_ms longer"
+    )
+    origin_slow_ms: float = Field(2000.0, ge=0, le=60_000, description="extra latency, slow reads")
+    origin_timeout_ms: float | None = Field(
+        None, gt=0, le=600_000, description="the pod abandons an origin read after this (503)"
+    )
+    negative_ttl_s: float = Field(
+        2.0, ge=0, le=3600, description="404s are remembered this long (0: never)"
+    )
+    fail_open_concurrency: int = Field(
+        4, ge=0, le=1000, description="Redis down: origin reads per pod at once (0: answer 503)"
+    )
 
     @field_validator("strategy")
     @classmethod
@@ -79,6 +93,9 @@ class LoadConfig(BaseModel):
     seed: int = Field(0, description="seed for arrivals and item choice")
     request_timeout_s: float = Field(10.0, gt=0, le=600, description="client gives up after, s")
     workers: int = Field(1, ge=1, le=16, description="load-generator processes")
+    retries: int = Field(0, ge=0, le=10, description="retries of a 503 or refused connection")
+    backoff_ms: float = Field(100.0, gt=0, le=60_000, description="retry backoff base, ms")
+    backoff_cap_ms: float = Field(2000.0, gt=0, le=600_000, description="retry backoff cap, ms")
 
     @model_validator(mode="after")
     def _hot_item_in_range(self) -> LoadConfig:
@@ -96,6 +113,16 @@ class LabConfig(BaseModel):
 
     pods: int = Field(3, ge=1, le=16, description="pod processes behind round-robin")
     origin_items: int = Field(100, ge=1, le=100_000, description="rows in the SQLite origin")
+    faults: tuple[Fault, ...] = Field((), description="faults injected during the run")
+
+    @model_validator(mode="after")
+    def _faults_in_range(self) -> LabConfig:
+        for fault in self.faults:
+            if fault.pod >= self.pods:
+                raise ValueError(
+                    f"fault {fault.kind} names pod {fault.pod}; valid: 0..{self.pods - 1}"
+                )
+        return self
 
 
 class PodSettings(StrategyConfig, BaseSettings):

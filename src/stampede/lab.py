@@ -5,6 +5,10 @@ on ``stop()``, on leaving a ``with`` block, on an exception or Ctrl-C, and at in
 their ``PR_SET_PDEATHSIG`` covers a killed kernel. ``Lab.attach()`` / ``Lab.from_env()`` reach
 a lab someone else runs (the compose stack, ``stampede lab up``) through its URLs, so a
 notebook never cares which launcher is behind it.
+
+An embedded lab can also be broken on purpose (:mod:`stampede.faults`): ``restart_redis``,
+``kill_pod`` and ``start_pod`` act on the PIDs it started, and ``stop()`` copes with a process
+that is already dead.
 """
 
 from __future__ import annotations
@@ -14,12 +18,15 @@ import contextlib
 import json
 import os
 import shutil
+import signal
 import sys
 import tempfile
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 import redis
@@ -31,10 +38,15 @@ from stampede.origin import ensure_origin
 
 __all__ = ["Lab", "pod_command", "pod_env"]
 
+T = TypeVar("T")
+
 INSTALL_REDIS = (
     "redis-server was not found on PATH. Install it: `sudo apt-get install redis-server` "
     "(Debian/Ubuntu), `brew install redis` (macOS), or run `make setup`, which does it for you."
 )
+
+
+POD_START_TIMEOUT_S = 90.0
 
 
 def pod_command(port: int, host: str = "127.0.0.1") -> list[str]:
@@ -76,6 +88,10 @@ class Lab:
         self.log_dir: Path | None = None
         self._remove_logs = False
         self._http = httpx.Client(timeout=10)
+        self._redis_spec: tuple[str, int, bool] | None = None  # server, port, owned
+        self._origin: Path | None = None
+        self.dead: set[int] = set()  # indexes of pods killed by kill_pod and not restarted
+        self._spawner: ThreadPoolExecutor | None = None
         if self.processes:
             atexit.register(self.stop)
 
@@ -130,6 +146,8 @@ class Lab:
         instance.config = config
         instance.log_dir = log_dir
         instance._remove_logs = temporary_logs
+        instance._redis_spec = (server, redis_port, owned)
+        instance._origin = origin
         return instance
 
     @classmethod
@@ -168,8 +186,15 @@ class Lab:
             self._http.post(f"{url}/admin/reset").raise_for_status()
 
     def stats(self) -> list[dict[str, Any]]:
-        """Each pod's origin log and outcome counters for the current run."""
-        return [self._http.get(f"{url}/stats").json() for url in self.pods]
+        """Each live pod's origin log and outcome counters for the current run.
+
+        A pod killed by :meth:`kill_pod` is skipped: its log died with it.
+        """
+        return [
+            self._http.get(f"{url}/stats").json()
+            for i, url in enumerate(self.pods)
+            if i not in self.dead
+        ]
 
     def health(self) -> list[bool]:
         healthy = []
@@ -189,6 +214,66 @@ class Lab:
             info = client.info("commandstats")
         return {k.removeprefix("cmdstat_"): int(v["calls"]) for k, v in info.items()}
 
+    # ---- faults (embedded labs only) --------------------------------------------------
+    def restart_redis(self, down_s: float) -> tuple[float, float]:
+        """Stop ``redis-server`` by PID, wait ``down_s``, start it again on the same port.
+
+        Returns the epoch seconds it went down (before SIGTERM) and came back (answering PING).
+        The new server is empty: the lab runs Redis without persistence, as a cache.
+        """
+        if self._redis_spec is None or self.log_dir is None:
+            raise LabError("restart_redis needs an embedded lab (this one is attached)")
+        server, port, owned = self._redis_spec
+        down = time.time()
+        self.processes[0].stop()
+        time.sleep(down_s)
+        self.processes[0] = self._spawn(_start_redis, server, port, self.log_dir, owned)
+        return down, time.time()
+
+    def kill_pod(self, index: int) -> float:
+        """SIGKILL pod ``index`` (0-based) by PID; returns the epoch second of the kill."""
+        proc = self._pod_process(index)
+        killed = time.time()
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(proc.pid, signal.SIGKILL)
+        proc.popen.wait()
+        self.dead.add(index)
+        return killed
+
+    def start_pod(self, index: int) -> float:
+        """Start pod ``index`` again on its port with the current configuration; wait for it."""
+        proc = self._pod_process(index)
+        if proc.alive():
+            raise LabError(f"pod {index} is still running (PID {proc.pid})")
+        assert self._redis_spec is not None and self._origin is not None and self.log_dir
+        config = self.config or StrategyConfig()
+        name = f"pod-{index + 1}"
+        port = int(self.pods[index].rsplit(":", 1)[1])
+        new = self._spawn(
+            procs.start, name, pod_command(port), log_path=self.log_dir / f"{name}.restarted.log",
+            env=pod_env(name, self.redis_url, self._origin, config), owned=self._redis_spec[2],
+        )  # fmt: skip
+        self.processes[index + 1] = new
+        _wait_pod(new, self.pods[index])
+        self.dead.discard(index)
+        return time.time()
+
+    def _spawn(self, start: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Start a process from the lab's own long-lived thread.
+
+        ``PR_SET_PDEATHSIG`` fires when the *thread* that forked the child exits, so a process
+        restarted from the fault thread would be killed as soon as that thread ends; this one
+        lives until :meth:`stop`.
+        """
+        if self._spawner is None:
+            self._spawner = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lab-spawner")
+        return self._spawner.submit(start, *args, **kwargs).result()
+
+    def _pod_process(self, index: int) -> procs.ManagedProcess:
+        if self._redis_spec is None or not 0 <= index < len(self.pods):
+            raise LabError(f"no embedded pod {index}; valid: 0..{len(self.pods) - 1}")
+        return self.processes[index + 1]
+
     # ---- stopping --------------------------------------------------------------------
     @property
     def pids(self) -> list[int]:
@@ -199,6 +284,9 @@ class Lab:
         for proc in reversed(self.processes):
             proc.stop()
         self.processes.clear()
+        if self._spawner is not None:
+            self._spawner.shutdown()
+            self._spawner = None
         self._http.close()
         if self._remove_logs and self.log_dir is not None:
             shutil.rmtree(self.log_dir, ignore_errors=True)
@@ -249,7 +337,9 @@ def _wait_pod(proc: procs.ManagedProcess, url: str) -> None:
         return httpx.get(f"{url}/health", timeout=0.5).status_code == 200
 
     try:
-        proc.wait_ready(healthy)
+        # A pod imports FastAPI, pandas and altair (~6 s of CPU, much of it jsonschema's
+        # rfc3987 grammar): on a busy 2-core machine that alone can pass 20 s.
+        proc.wait_ready(healthy, timeout_s=POD_START_TIMEOUT_S)
     except ProcessFailed as exc:
         if "address already in use" in str(exc).lower():
             raise PortInUse(f"{url} is already in use; pick another port") from None

@@ -13,9 +13,15 @@ Pacing:
   With no think time 50 clients saturate the generator's own core and latency then measures
   the generator, not the lab.
 
-Requests go round-robin over the pods. Runs are bounded in time (``duration_s``) and go to
-loopback addresses only. Run as ``python -m stampede.load`` by :mod:`stampede.runner`, which
-merges the records of several worker processes when one core cannot drive the rate.
+Requests go round-robin over the pods; a pod that refused a connection or dropped one is skipped
+for :data:`COOL_OFF_S` (a load balancer's passive health check), so the load goes on over the
+others when one dies. With ``retries`` > 0 a request answered 503, refused or dropped is sent
+again after a jittered exponential backoff (:func:`backoff_s`), to the next pod; each attempt
+is its own record (``attempt`` 0, 1, ...), so every send is accounted for. Timeouts are not
+retried. Runs are bounded in time (``duration_s``) and go to loopback addresses only (the
+compose network's pods are named in ``STAMPEDE_ALLOW_HOSTS``, see ``lab_env/README.md``).
+Run as ``python -m stampede.load`` by :mod:`stampede.runner`, which merges the records of
+several worker processes when one core cannot drive the rate.
 """
 
 from __future__ import annotations
@@ -23,8 +29,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import itertools
 import json
+import os
 import random
 import sys
 import time
@@ -39,7 +45,15 @@ import aiohttp
 from stampede.config import LoadConfig
 from stampede.errors import ConfigError
 
-__all__ = ["RECORD_FIELDS", "Record", "check_loopback", "generate", "item_chooser"]
+__all__ = [
+    "COOL_OFF_S",
+    "RECORD_FIELDS",
+    "Record",
+    "backoff_s",
+    "check_loopback",
+    "generate",
+    "item_chooser",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,17 +69,56 @@ class Record:
     status: int  # HTTP status; 0 when no response came back
     outcome: str  # the X-Cache header, or "error"
     error: str  # "" | "timeout" | "connect" | "protocol"
+    attempt: int = 0  # 0 for the first send, n for the n-th retry of the same request
 
 
 RECORD_FIELDS = [f.name for f in fields(Record)]
 WARM = 3  # connections per client and pod: enough for the overlap a stampede causes
+COOL_OFF_S = 1.0  # a pod that refused a connection gets no traffic for this long
+RETRYABLE_ERRORS = {"connect", "protocol"}  # GET is idempotent: a dropped one is safe to resend
+
+
+def backoff_s(attempt: int, base_ms: float, cap_ms: float, rng: random.Random) -> float:
+    """Full-jitter exponential backoff before retry ``attempt`` (0-based): U(0, min(cap, b*2^n)).
+
+    "Full jitter" (AWS Architecture Blog, "Exponential Backoff and Jitter") spreads retries of
+    clients that failed together, so a 503 burst does not come back as a synchronized burst.
+    The server's ``Retry-After`` (1 s) is not awaited: it is coarser than the backoff base.
+    """
+    return rng.uniform(0.0, min(cap_ms, base_ms * 2**attempt)) / 1000
+
+
+class _RoundRobin:
+    """Round-robin over the pods, skipping any that failed a connection in the last cool-off."""
+
+    def __init__(self, pods: int) -> None:
+        self.next_pod = 0
+        self.down_until = [0.0] * pods
+
+    def __call__(self) -> int:
+        now = time.time()
+        for _ in self.down_until:
+            pod = self.next_pod
+            self.next_pod = (pod + 1) % len(self.down_until)
+            if self.down_until[pod] <= now:
+                return pod
+        return pod  # every pod is cooling off: try anyway, the error is recorded
+
+    def failed(self, pod: int) -> None:
+        self.down_until[pod] = time.time() + COOL_OFF_S
 
 
 def check_loopback(urls: Sequence[str]) -> None:
-    """Refuse any target that is not on this machine: the lab's load stays on loopback."""
+    """Refuse any target that is not on this machine: the lab's load stays on loopback.
+
+    The one exception is explicit: host names listed in ``STAMPEDE_ALLOW_HOSTS``
+    (comma-separated), which the compose file sets for its JupyterLab container, whose pods
+    are ``pod-1``... on the compose network.
+    """
+    allowed = {h.strip() for h in os.environ.get("STAMPEDE_ALLOW_HOSTS", "").split(",") if h}
     for url in urls:
         host = urlsplit(url).hostname or ""
-        ok = host == "localhost"
+        ok = host == "localhost" or host in allowed
         with contextlib.suppress(ValueError):
             ok = ok or ip_address(host).is_loopback
         if not ok:
@@ -105,7 +158,8 @@ async def generate(
     ids = list(range(load.clients) if clients is None else clients)
     records: list[Record] = []
     tally = _Tally()
-    pod_cycle = itertools.cycle(range(len(pods)))
+    next_pod = _RoundRobin(len(pods))
+    backoff_rngs = {c: random.Random(f"{load.seed}:{c}:backoff") for c in ids}
     timeout = aiohttp.ClientTimeout(total=load.request_timeout_s)
     sessions = [
         aiohttp.ClientSession(
@@ -127,7 +181,20 @@ async def generate(
         async def request(
             session: aiohttp.ClientSession, client: int, item: int, due: float
         ) -> None:
-            pod = next(pod_cycle)
+            for attempt in range(load.retries + 1):
+                if attempt:
+                    rng = backoff_rngs[client]
+                    await asyncio.sleep(
+                        backoff_s(attempt - 1, load.backoff_ms, load.backoff_cap_ms, rng)
+                    )
+                record = await send(session, client, item, due, attempt)
+                if record.status != 503 and record.error not in RETRYABLE_ERRORS:
+                    return
+
+        async def send(
+            session: aiohttp.ClientSession, client: int, item: int, due: float, attempt: int
+        ) -> Record:
+            pod = next_pod()
             tally.sent += 1
             t_send = time.time()
             status, outcome, error = 0, "error", ""
@@ -141,9 +208,13 @@ async def generate(
                 error = "protocol"
             finally:
                 latency = (time.time() - t_send) * 1000
-                records.append(
-                    Record(client, item, pod, due, t_send, latency, status, outcome, error)
+                record = Record(
+                    client, item, pod, due, t_send, latency, status, outcome, error, attempt
                 )
+                records.append(record)
+                if error in RETRYABLE_ERRORS:
+                    next_pod.failed(pod)
+            return record
 
         async def open_loop(session: aiohttp.ClientSession, client: int) -> None:
             rng = random.Random(f"{load.seed}:{client}")

@@ -123,11 +123,12 @@ class RedisLock:
         try:
             yield self
         finally:
-            if watchdog is not None:
-                watchdog.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await watchdog
-            await asyncio.shield(self.release())
+            try:
+                if watchdog is not None:
+                    watchdog.cancel()
+                    await asyncio.wait([watchdog])  # never re-raises the watchdog's cancel
+            finally:
+                await asyncio.shield(self.release())
 
     async def _renew_forever(self) -> None:
         while self.token is not None and not self.lost:

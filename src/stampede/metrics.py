@@ -13,6 +13,10 @@ Definitions (DESIGN.md §4), used everywhere:
   (the cycles between expiries); the last window is dropped when the run ends inside it.
 - **hit rate**: responses served without this request reading the origin.
 - **latency**: client side, send to last byte, ms.
+- **nothing lost**: every request sent is a response (any HTTP status), a connection error or
+  a timeout, and carries an outcome; ``lost`` counts the rest and must be 0
+  (:func:`accounting`). A retry is a request of its own (``attempt`` > 0), counted in
+  ``retries``.
 
 Inputs are two tidy frames: ``records`` (one row per request, :data:`stampede.load.RECORD_FIELDS`
 plus ``t``, seconds since the run start) and ``reads`` (``start``, ``end``, ``item``, ``ok``,
@@ -32,6 +36,7 @@ import pandas as pd
 __all__ = [
     "OUTCOMES",
     "RunShape",
+    "accounting",
     "cover_windows",
     "hot_reads_per_window",
     "hot_windows",
@@ -103,8 +108,9 @@ def hot_reads_per_window(records: pd.DataFrame, reads: pd.DataFrame, shape: RunS
 def bucket_counts(times: pd.Series, duration_s: float) -> pd.Series:
     """Events per 1-s bucket aligned to the run start, zeros included."""
     n = max(1, math.ceil(duration_s))
-    buckets = np.floor(times.to_numpy()).astype(int)
-    counts = np.bincount(buckets[(buckets >= 0) & (buckets < n)], minlength=n)
+    values = times.to_numpy(dtype=float)
+    buckets = np.floor(values[(values >= 0) & (values < duration_s)]).astype(int)
+    counts = np.bincount(buckets, minlength=n)
     return pd.Series(counts, index=pd.RangeIndex(n, name="second"))
 
 
@@ -120,6 +126,27 @@ def percentiles(latencies: Sequence[float] | pd.Series) -> dict[str, float]:
         return {"p50": math.nan, "p90": math.nan, "p99": math.nan, "max": math.nan}
     p50, p90, p99 = np.percentile(values, [50, 90, 99])
     return {"p50": p50, "p90": p90, "p99": p99, "max": float(values.max())}
+
+
+def accounting(records: pd.DataFrame, sent: int | None = None) -> dict[str, int]:
+    """Sent = responses + connection errors + timeouts; ``lost`` is whatever is neither.
+
+    A record with status 0 and no error kind, or with no outcome, is lost as well: it was sent
+    but nobody can say what became of it.
+    """
+    responses = records["status"] > 0
+    timeouts = (records["status"] == 0) & (records["error"] == "timeout")
+    errors = (records["status"] == 0) & records["error"].isin(["connect", "protocol"])
+    no_outcome = records["outcome"].fillna("").astype(str) == ""
+    accounted = (responses | timeouts | errors) & ~no_outcome
+    sent = len(records) if sent is None else sent
+    return {
+        "sent": sent,
+        "responses": int(responses.sum()),
+        "errors": int(errors.sum()),
+        "timeouts": int(timeouts.sum()),
+        "lost": sent - int(accounted.sum()),
+    }
 
 
 def summarize(
@@ -155,12 +182,21 @@ def summarize(
         ),
         "outcomes": {k: int(v) for k, v in outcomes.items()},
         "errors": int((records["status"] == 0).sum() + (records["status"] >= 500).sum()),
-        "lost": 0 if sent is None else sent - len(records),
+        "retries": int((records["attempt"] > 0).sum()) if "attempt" in records else 0,
+        "accounting": (counted := accounting(records, sent)),
+        "lost": counted["lost"],
     }
 
 
 def per_second(records: pd.DataFrame, reads: pd.DataFrame, shape: RunShape) -> pd.DataFrame:
-    """The tidy per-second frame every chart reads: one row per (second, metric)."""
+    """The tidy per-second frame every chart reads: one row per (second, metric).
+
+    Metrics: ``origin_reads``, ``origin_reads_hot``, ``origin_reads_cold`` (reads started in
+    that second), ``lower_bound`` (cover windows opened in that second: the reads a perfect TTL
+    cache would make), ``requests``, ``errors`` (no response or 5xx), ``latency_p50_ms``,
+    ``latency_p99_ms``, ``hot_latency_p50_ms``, ``hot_latency_p99_ms`` (client side, ms, over
+    the requests sent in that second).
+    """
     n = max(1, math.ceil(shape.duration_s))
     index = pd.RangeIndex(n, name="second")
     series: dict[str, pd.Series] = {

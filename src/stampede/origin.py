@@ -94,6 +94,9 @@ class Origin:
         self.path = path
         self.latency_s = latency_s
         self.error_rate = error_rate  # injected failures, for the fault chapter and tests
+        self.slow_rate = 0.0  # share of reads that take ``slow_s`` longer (a slow origin)
+        self.slow_s = 0.0
+        self.timeout_s: float | None = None  # give up on a read after this: OriginError
         self.rng = random.Random()
         self.reads: list[OriginRead] = []
         self._db: aiosqlite.Connection | None = None
@@ -110,13 +113,30 @@ class Origin:
             self._db = None
 
     async def read(self, item: int) -> dict[str, Any]:
-        """One slow SELECT; raises :class:`ItemNotFound` or :class:`OriginError`."""
+        """One slow SELECT; raises :class:`ItemNotFound` or :class:`OriginError`.
+
+        With ``timeout_s`` set, a read that takes longer is abandoned and raises
+        :class:`OriginError` (logged as a failed read), as a pod's database client would.
+        """
+        if self.timeout_s is None:
+            return await self._read(item)
+        try:
+            return await asyncio.wait_for(self._read(item), self.timeout_s)
+        except TimeoutError:
+            raise OriginError(
+                f"origin read of item {item} timed out after {self.timeout_s:g} s"
+            ) from None
+
+    async def _read(self, item: int) -> dict[str, Any]:
         if self._db is None:
             raise OriginError("origin is not open")
         start = time.time()
         ok = False
         try:
-            await asyncio.sleep(self.latency_s)  # the slow query the cache exists to avoid
+            delay = self.latency_s
+            if self.slow_rate and self.rng.random() < self.slow_rate:
+                delay += self.slow_s  # an injected slow query
+            await asyncio.sleep(delay)  # the slow query the cache exists to avoid
             if self.error_rate and self.rng.random() < self.error_rate:
                 raise OriginError(f"origin read of item {item} failed (injected fault)")
             async with self._db.execute("SELECT * FROM items WHERE id = ?", (item,)) as cur:
@@ -129,3 +149,17 @@ class Origin:
             raise OriginError(f"origin read of item {item} failed: {exc}") from exc
         finally:
             self.reads.append(OriginRead(start, time.time(), item, ok))
+
+
+if __name__ == "__main__":  # `python -m stampede.origin [PATH] [--items N]`: before compose up
+    import argparse
+
+    from stampede import paths
+
+    cli = argparse.ArgumentParser(
+        prog="python -m stampede.origin", description=build_origin.__doc__
+    )
+    cli.add_argument("path", nargs="?", type=Path, help="default: the lab's data/origin.sqlite3")
+    cli.add_argument("--items", type=int, default=100)
+    args = cli.parse_args()
+    print(build_origin(args.path or paths.origin_path(), args.items))

@@ -8,11 +8,27 @@ many runs, and every run starts from fresh counters and an empty origin log.
 HTTP surface: ``GET /items/{id}`` (the item, header ``X-Cache: <outcome>``), ``GET /health``,
 ``GET /stats`` (this run's origin reads and outcome counts), ``POST /admin/config``,
 ``POST /admin/reset``. A non-integer id is 422, an unknown id 404, an origin or cache failure
-503 with ``Retry-After``; nothing that failed is cached.
+503 with ``Retry-After``; nothing that failed is cached. A 404 is remembered in Redis for
+``negative_ttl_s`` (``missing:item:{id}``), so a flood of unknown ids reads the origin once per
+id and TTL, not once per request; this sits in the pod's loader, under every strategy.
+
+**When Redis is down the pod fails open** (``fail_open_concurrency`` > 0, the default): a
+request whose strategy hit a Redis error reads the origin directly, answered with ``X-Cache:
+fail_open``. Two bounds keep that from becoming the stampede the cache exists to prevent:
+requests for the same item share one in-flight read (in-process coalescing, which is all a pod
+can do without the shared lock), and at most ``fail_open_concurrency`` such reads run at once
+per pod, so the origin sees at most that many times the number of pods; a request that finds
+no free slot within ``wait_timeout_s`` gets 503 with ``Retry-After``. Why not 503 for every
+request while Redis is down: the origin is healthy, the outage is the cache's, and the
+coalesced reads cost the origin a few reads per second per pod, not a herd. Set
+``fail_open_concurrency=0`` to answer 503 instead (a cache that protects an origin which must
+never see more than its usual load). The Redis client fails fast (no backoff, one retry that
+reconnects a connection broken by a restart), so no request waits out an outage.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections import Counter
 from collections.abc import AsyncIterator
@@ -24,9 +40,12 @@ from fastapi import Depends, FastAPI, Path, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 
 from stampede.cache import CacheStore, ReadyNotifier
 from stampede.config import PodSettings, StrategyConfig, get_settings
+from stampede.envelope import Fetched
 from stampede.errors import ItemNotFound, OriginError, WaitTimeout
 from stampede.origin import Origin
 from stampede.strategies import Deps, Strategy, create_strategy
@@ -36,6 +55,18 @@ __all__ = ["PodState", "create_app"]
 log = logging.getLogger(__name__)
 
 RETRY_AFTER = {"Retry-After": "1"}
+ITEM_RESPONSES: dict[int | str, dict[str, Any]] = {
+    404: {"description": "no such item (remembered for `negative_ttl_s`)"},
+    503: {
+        "description": "the origin failed or timed out, a waiter gave up on the refresher, "
+        "or Redis is down and the pod cannot fail open; nothing was cached",
+        "headers": {"Retry-After": {"description": "seconds", "schema": {"type": "integer"}}},
+    },
+}
+
+
+class RememberedMissing(ItemNotFound):
+    """A 404 answered from the negative cache, without reading the origin."""
 
 
 class PodState:
@@ -52,10 +83,62 @@ class PodState:
         )
         self.notifier = ReadyNotifier(self._new_redis)
         self.outcomes: Counter[str] = Counter()
+        self.store = CacheStore(self.redis)
+        self._fail_open_reads: dict[int, asyncio.Future[dict[str, Any]]] = {}
+        self._apply_origin_faults()
         self.strategy: Strategy = self._build_strategy()
 
     def _new_redis(self) -> Redis:
-        return Redis.from_url(self.settings.redis_url, socket_timeout=2, socket_connect_timeout=1)
+        # Fail fast: redis-py's default retries 10 times with backoff, seconds per request
+        # while Redis is down. One immediate retry reconnects a pooled connection that a
+        # Redis restart broke; a refused connection on loopback fails at once.
+        return Redis.from_url(
+            self.settings.redis_url,
+            socket_timeout=2,
+            socket_connect_timeout=1,
+            retry=Retry(NoBackoff(), 1),
+        )
+
+    def _apply_origin_faults(self) -> None:
+        self.origin.slow_rate = self.config.origin_slow_rate
+        self.origin.slow_s = self.config.origin_slow_ms / 1000
+        timeout = self.config.origin_timeout_ms
+        self.origin.timeout_s = None if timeout is None else timeout / 1000
+        self._fail_open_slots = asyncio.Semaphore(max(1, self.config.fail_open_concurrency))
+
+    async def load(self, item: int) -> dict[str, Any]:
+        """The strategies' loader: the origin, behind the negative cache of 404s."""
+        ttl = self.config.negative_ttl_s
+        if ttl and await self.store.is_missing(item):
+            raise RememberedMissing(f"item {item} does not exist (remembered for {ttl:g} s)")
+        try:
+            return await self.origin.read(item)
+        except ItemNotFound:
+            if ttl:
+                await self.store.mark_missing(item, ttl)
+            raise
+
+    async def read_fail_open(self, item: int) -> dict[str, Any]:
+        """Redis is down: read the origin directly, one read per item, a bounded number at once."""
+        shared = self._fail_open_reads.get(item)
+        if shared is None:
+            shared = asyncio.ensure_future(self._bounded_read(item))
+            self._fail_open_reads[item] = shared  # the strong reference, until it is done
+            shared.add_done_callback(lambda _: self._fail_open_reads.pop(item, None))
+        return await asyncio.shield(shared)  # a caller that gives up leaves the read to others
+
+    async def _bounded_read(self, item: int) -> dict[str, Any]:
+        try:
+            await asyncio.wait_for(self._fail_open_slots.acquire(), self.config.wait_timeout_s)
+        except TimeoutError:
+            raise WaitTimeout(
+                f"item {item}: Redis is down and {self.config.fail_open_concurrency} origin "
+                f"reads were already running on this pod for {self.config.wait_timeout_s:g} s"
+            ) from None
+        try:
+            return await self.origin.read(item)
+        finally:
+            self._fail_open_slots.release()
 
     def _build_strategy(self) -> Strategy:
         deps = Deps(redis=self.redis, store=CacheStore(self.redis), notifier=self.notifier)
@@ -77,6 +160,7 @@ class PodState:
         self.config = config
         self.origin.latency_s = config.origin_latency_ms / 1000
         self.origin.error_rate = config.origin_error_rate
+        self._apply_origin_faults()
         self.strategy = self._build_strategy()
         self.reset()
 
@@ -121,13 +205,20 @@ def create_app(settings: PodSettings | None = None) -> FastAPI:
     app = FastAPI(title=f"Stampede Lab pod {settings.pod_name}", lifespan=lifespan)
     _add_error_handlers(app)
 
-    @app.get("/items/{item_id}")
+    @app.get("/items/{item_id}", responses=ITEM_RESPONSES)
     async def get_item(item_id: ItemId, pod: Pod) -> JSONResponse:
         try:
-            fetched = await pod.strategy.get(item_id, lambda: pod.origin.read(item_id))
+            try:
+                fetched = await pod.strategy.get(item_id, lambda: pod.load(item_id))
+            except redis.exceptions.RedisError as exc:
+                if not pod.config.fail_open_concurrency:
+                    raise
+                log.debug("item %s: Redis failed (%s); failing open to the origin", item_id, exc)
+                fetched = Fetched(await pod.read_fail_open(item_id), "fail_open")
         except ItemNotFound as exc:
             pod.outcomes["not_found"] += 1
-            return JSONResponse({"detail": str(exc)}, 404, headers={"X-Cache": "miss"})
+            outcome = "hit" if isinstance(exc, RememberedMissing) else "miss"
+            return JSONResponse({"detail": str(exc)}, 404, headers={"X-Cache": outcome})
         except (OriginError, WaitTimeout, redis.exceptions.RedisError) as exc:
             pod.outcomes["error"] += 1
             detail = _unavailable(exc)

@@ -76,7 +76,7 @@ class ManagedProcess:
             return "(no log)"
         return "\n".join(text.splitlines()[-lines:]) or "(empty log)"
 
-    def wait_ready(self, probe: Callable[[], bool], timeout_s: float = 20.0) -> None:
+    def wait_ready(self, probe: Callable[[], bool], timeout_s: float = 60.0) -> None:
         """Poll ``probe`` until it answers, the process dies, or ``timeout_s`` passes."""
         deadline = time.monotonic() + timeout_s
         delay = 0.02

@@ -22,7 +22,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property, lru_cache
 from pathlib import Path
@@ -34,10 +34,13 @@ from tqdm.auto import tqdm
 from stampede import paths
 from stampede.config import LabConfig, LoadConfig, StrategyConfig, validated
 from stampede.errors import ConfigError, LabError, LostRequests
+from stampede.faults import Fault, FaultInjector, check_schedule, fault_report
 from stampede.lab import Lab
 from stampede.metrics import RunShape, hot_windows, per_second, summarize
 
-__all__ = ["RunResult", "compare", "run", "split_params"]
+__all__ = ["RunResult", "compare", "machine_exclusive", "run", "split_params"]
+
+LAB_COMMANDS = frozenset({"info", "hello", "flushall", "select", "auth"})
 
 _SETTLE_S = 0.5  # after the last response, background refreshes may still be reading
 
@@ -99,9 +102,13 @@ def run(
     """Run ``strategy`` under the load described by ``params`` and measure it.
 
     Without ``lab``, attaches to the lab named by ``STAMPEDE_POD_URLS`` if set, else starts an
-    embedded lab for this run and stops it after.
+    embedded lab for this run and stops it after. ``faults`` (a list of
+    :class:`~stampede.faults.Fault`) need an embedded lab; their timeline and measured effect
+    land in ``summary["faults"]``. Every run checks that nothing was lost (sent = responses +
+    errors + timeouts) and raises :class:`LostRequests` otherwise.
     """
     config, load, lab_config = split_params({"strategy": strategy, **params})
+    check_schedule(lab_config.faults, load.duration_s)
     all_params = {**config.model_dump(), **load.model_dump(), **lab_config.model_dump()}
     fresh = fresh if fresh is not None else os.environ.get("STAMPEDE_FRESH") == "1"
     cache_file = paths.runs_dir() / f"{_cache_key(all_params)}.json.gz"
@@ -109,10 +116,12 @@ def run(
         return _load(cache_file)
     if lab is None and os.environ.get("STAMPEDE_POD_URLS"):
         lab = Lab.from_env()  # `make lab`, compose: attach to the running lab
+    if lab_config.faults and lab is not None and not lab.processes:
+        raise ConfigError("faults need an embedded lab (PIDs to signal); this one is attached")
     own_lab = lab is None
     lab = lab or Lab.embedded(lab_config, config=config)
     try:
-        result = _execute(lab, config, load, all_params, progress)
+        result = _execute(lab, config, load, all_params, progress, lab_config.faults)
     finally:
         if own_lab:
             lab.stop()
@@ -121,7 +130,7 @@ def run(
 
 
 @contextlib.contextmanager
-def _machine_exclusive() -> Iterator[None]:
+def machine_exclusive() -> Iterator[None]:
     """One load run at a time on this machine: two runs on 2 cores would measure each other."""
     path = Path(tempfile.gettempdir()) / "stampede-lab-load.lock"
     with path.open("a") as handle:
@@ -165,18 +174,34 @@ SUMMARY_COLUMNS = (
 
 
 def _execute(
-    lab: Lab, config: StrategyConfig, load: LoadConfig, params: dict[str, Any], progress: bool
+    lab: Lab,
+    config: StrategyConfig,
+    load: LoadConfig,
+    params: dict[str, Any],
+    progress: bool,
+    faults: Sequence[Fault] = (),
 ) -> RunResult:
-    with _machine_exclusive():
-        return _measure(lab, config, load, params, progress)
+    with machine_exclusive():
+        return _measure(lab, config, load, params, progress, faults)
 
 
 def _measure(
-    lab: Lab, config: StrategyConfig, load: LoadConfig, params: dict[str, Any], progress: bool
+    lab: Lab,
+    config: StrategyConfig,
+    load: LoadConfig,
+    params: dict[str, Any],
+    progress: bool,
+    faults: Sequence[Fault] = (),
 ) -> RunResult:
     lab.configure(config)
     before = lab.commandstats()
-    records, sent, start = _drive(lab, load, progress)
+    injector = FaultInjector(lab, faults)
+    try:
+        records, sent, start = _drive(lab, load, progress, on_start=injector.start)
+    except BaseException:
+        injector.cancel()
+        raise
+    events = injector.join()
     time.sleep(_SETTLE_S)
     stats = lab.stats()
     after = lab.commandstats()
@@ -189,20 +214,34 @@ def _measure(
     shape = RunShape(load.duration_s, config.ttl_s, config.origin_latency_ms / 1000, load.hot_item)
     summary = summarize(records, reads, shape, sent=sent)
     if summary["lost"]:
-        raise LostRequests(f"{summary['lost']} of {sent} requests were sent but never recorded")
+        raise LostRequests(
+            f"{summary['lost']} of {sent} requests were sent but neither answered, refused nor "
+            f"timed out: {summary['accounting']}"
+        )
+    if faults:
+        summary["faults"] = {"events": events, "report": fault_report(records, reads, events)}
     counters: dict[str, int] = {}
     for s in stats:
         for k, v in s["counters"].items():
             counters[k] = counters.get(k, 0) + v
     commands = {k: v - before.get(k, 0) for k, v in after.items() if v - before.get(k, 0) > 0}
-    commands.pop("info", None)
+    for name in [c for c in commands if c in LAB_COMMANDS or c.startswith("client|")]:
+        del commands[name]  # the lab's own bookkeeping and connection set-up, not coordination
     summary["redis_commands"] = sum(commands.values())
     summary["redis_commands_per_request"] = summary["redis_commands"] / max(1, len(records))
     return RunResult(config.strategy, params, records, reads, summary, counters, commands)
 
 
-def _drive(lab: Lab, load: LoadConfig, progress: bool) -> tuple[pd.DataFrame, int, float]:
-    """Run the load in ``load.workers`` processes, started together; merge their records."""
+def _drive(
+    lab: Lab,
+    load: LoadConfig,
+    progress: bool,
+    on_start: Callable[[float], None] | None = None,
+) -> tuple[pd.DataFrame, int, float]:
+    """Run the load in ``load.workers`` processes, started together; merge their records.
+
+    ``on_start`` gets the run's start (epoch s) as soon as it is fixed: the fault schedule.
+    """
     bounds = [load.clients * i // load.workers for i in range(load.workers + 1)]
     with tempfile.TemporaryDirectory(prefix="stampede-load-") as tmp:
         outs = [Path(tmp) / f"worker-{i}.json" for i in range(load.workers)]
@@ -219,6 +258,8 @@ def _drive(lab: Lab, load: LoadConfig, progress: bool) -> tuple[pd.DataFrame, in
         ]  # fmt: skip
         try:
             start = _start_together(workers)
+            if on_start is not None:
+                on_start(start)
             _wait_with_progress(workers, load, start, progress)
         finally:
             for w in workers:

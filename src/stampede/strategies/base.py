@@ -93,4 +93,5 @@ class Strategy(ABC):
         tasks = list(self._background)
         for task in tasks:
             task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        if tasks:  # bounded: redis-py can swallow a cancel that lands inside a command
+            await asyncio.wait(tasks, timeout=2)

@@ -29,6 +29,8 @@ from stampede.strategies.registry import register
 
 __all__ = ["SingleFlight"]
 
+NOTIFY_RECHECK_S = 1.0
+
 
 @register
 class SingleFlight(Strategy):
@@ -134,7 +136,8 @@ class SingleFlight(Strategy):
         if waiter is None:
             await asyncio.sleep(min(self.config.poll_ms / 1000, remaining))
         else:
-            slice_s = min(remaining, self.config.lease_ms / 1000)
+            # re-check at least every second: a message lost to a reconnect costs <= 1 s
+            slice_s = min(remaining, self.config.lease_ms / 1000, NOTIFY_RECHECK_S)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(waiter.event.wait(), slice_s)
             if waiter.entry is not None:

@@ -1,0 +1,148 @@
+"""The compose file, checked without a Docker engine.
+
+The structure test reads ``lab_env/docker-compose.yml``; the pod test starts each pod with
+exactly the command and environment compose gives it, after the documented mapping of the
+container's world onto this machine (``lab_env/README.md``): ``${VAR}`` from ``lab_env/.env``,
+``python`` -> this interpreter, ``0.0.0.0:8000`` -> ``127.0.0.1:<free port>``, the ``redis``
+service -> the test's redis-server, ``/data`` -> the local origin's directory.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+
+from stampede import paths, procs, run
+from stampede.config import PodSettings
+from stampede.lab import Lab, pod_command
+from stampede.origin import ensure_origin
+
+LAB_ENV = Path(__file__).resolve().parents[1] / "lab_env"
+COMPOSE = LAB_ENV / "docker-compose.yml"
+PODS = ("pod-1", "pod-2", "pod-3")
+VAR = re.compile(r"\$\{(\w+)(:\?[^}]*)?\}")
+
+
+def dotenv() -> dict[str, str]:
+    pairs = {}
+    for line in (LAB_ENV / ".env").read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            key, _, value = line.partition("=")
+            pairs[key.strip()] = value.strip()
+    return pairs
+
+
+def compose(values: dict[str, str] | None = None) -> dict[str, Any]:
+    """The compose file with ``${VAR:?...}`` substituted, as ``docker compose config`` would."""
+    values = dotenv() if values is None else values
+    text = VAR.sub(lambda m: values[m.group(1)], COMPOSE.read_text())
+    loaded: dict[str, Any] = yaml.safe_load(text)
+    return loaded
+
+
+def test_every_variable_is_required_and_set_in_dotenv() -> None:
+    text = COMPOSE.read_text()
+    used = VAR.findall(text)
+    assert used
+    assert all(flag.startswith(":?") and len(flag) > 2 for _, flag in used), used
+    assert {name for name, _ in used} <= set(dotenv())
+
+
+def test_compose_structure() -> None:
+    services = compose()["services"]
+    redis = services["redis"]
+    assert "ports" not in redis and "healthcheck" in redis
+    host_ports = set()
+    for name in PODS:
+        pod = services[name]
+        assert pod["depends_on"]["redis"]["condition"] == "service_healthy"
+        assert "/health" in " ".join(pod["healthcheck"]["test"])
+        (port,) = pod["ports"]
+        host, host_port, container_port = port.split(":")
+        assert (host, container_port) == ("127.0.0.1", "8000")
+        host_ports.add(host_port)
+        (volume,) = pod["volumes"]
+        assert volume["read_only"] is True and volume["target"] == "/data"
+        assert pod["environment"]["STAMPEDE_ORIGIN_PATH"].startswith("/data/")
+        assert pod["environment"]["STAMPEDE_POD_NAME"] == name
+        assert (
+            pod["build"]["dockerfile"] == "lab_env/Dockerfile" and pod["build"]["context"] == ".."
+        )
+        # the embedded launcher's command, on the container's interface
+        assert pod["command"] == ["python", *pod_command(8000, "0.0.0.0")[1:]]
+        for key in pod["environment"]:
+            field = key.removeprefix("STAMPEDE_").lower()
+            assert field in PodSettings.model_fields, f"{key} is not a PodSettings field"
+    assert len(host_ports) == 3
+    assert (LAB_ENV / "Dockerfile").exists()
+    assert services["jupyter"]["profiles"] == ["jupyter"]
+    assert all(p.startswith("127.0.0.1:") for p in services["jupyter"]["ports"])
+
+
+def local_pod(
+    service: dict[str, Any], redis_url: str, origin: Path
+) -> tuple[list[str], dict[str, str], int]:
+    """The documented mapping from the container to this machine (lab_env/README.md)."""
+    command = list(service["command"])
+    assert command[0] == "python"
+    command[0] = sys.executable
+    port = procs.free_port()
+    command[command.index("--host") + 1] = "127.0.0.1"
+    command[command.index("--port") + 1] = str(port)
+    env = {k: str(v) for k, v in service["environment"].items()}
+    assert env["STAMPEDE_REDIS_URL"] == "redis://redis:6379/0"
+    env["STAMPEDE_REDIS_URL"] = redis_url
+    target = service["volumes"][0]["target"]
+    env["STAMPEDE_ORIGIN_PATH"] = env["STAMPEDE_ORIGIN_PATH"].replace(target, str(origin.parent))
+    return command, env, port
+
+
+def test_each_pod_runs_with_the_compose_command_and_environment(
+    redis_url: str, tmp_path: Path
+) -> None:
+    services = compose()["services"]
+    origin = ensure_origin(paths.origin_path())
+    assert origin.name == Path(services["pod-1"]["environment"]["STAMPEDE_ORIGIN_PATH"]).name
+    started = []
+    try:
+        for name in PODS:
+            command, env, port = local_pod(services[name], redis_url, origin)
+            proc = procs.start(name, command, log_path=tmp_path / f"{name}.log", env=env)
+            started.append((name, proc, f"http://127.0.0.1:{port}"))
+        for name, proc, url in started:
+            proc.wait_ready(
+                lambda u=url: httpx.get(f"{u}/health", timeout=1).status_code == 200, 90
+            )
+            health = httpx.get(f"{url}/health").json()
+            assert health["pod"] == name and health["strategy"] == dotenv()["STAMPEDE_STRATEGY"]
+            resp = httpx.get(f"{url}/items/2", timeout=10)
+            assert resp.status_code == 200 and resp.json()["id"] == 2
+            assert resp.headers["x-cache"] in {"hit", "miss"}
+    finally:
+        for _, proc, _ in started:
+            proc.stop()
+    assert not [p for _, p, _ in started if p.alive()]
+
+
+def test_run_attaches_to_a_lab_named_in_the_environment(
+    lab: Lab, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("STAMPEDE_POD_URLS", ",".join(lab.pods))
+    monkeypatch.setenv("STAMPEDE_REDIS_URL", lab.redis_url)
+    monkeypatch.setenv("STAMPEDE_DATA_DIR", str(tmp_path))
+
+    def no_embedded(*args: Any, **kwargs: Any) -> Lab:
+        raise AssertionError("run() started a lab instead of attaching")
+
+    monkeypatch.setattr(Lab, "embedded", no_embedded)
+    assert Lab.from_env().pods == lab.pods
+    result = run("naive", duration_s=3, rate=20, clients=4, progress=False)
+    assert result.summary["lost"] == 0 and result.summary["requests"] > 0
+    assert sum(len(s["reads"]) for s in lab.stats()) == result.summary["origin_reads"]
+    assert list((tmp_path / "runs").glob("*.json.gz")), "the run was cached under STAMPEDE_DATA_DIR"
