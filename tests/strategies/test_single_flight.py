@@ -1,0 +1,130 @@
+"""Single-flight: one refresher per key across pods; waiters by polling or notification."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from typing import Any, ClassVar
+
+import pytest
+from redis.asyncio import Redis
+
+from stampede.cache import CacheStore
+from stampede.errors import OriginError, WaitTimeout
+from stampede.origin import Origin
+from tests.helpers import MakeStrategy
+from tests.strategies.contract import LOCK_KEY, StrategyContract, loader
+
+
+class TestSingleFlightNotifyContract(StrategyContract):
+    strategy = "single_flight"
+    config: ClassVar[dict[str, Any]] = {"wait": "notify"}
+
+
+class TestSingleFlightPollContract(StrategyContract):
+    strategy = "single_flight"
+    config: ClassVar[dict[str, Any]] = {"wait": "poll", "poll_ms": 10}
+
+
+@pytest.mark.parametrize("wait", ["poll", "notify"])
+async def test_waiters_get_the_refreshers_value(
+    make_strategy: MakeStrategy, origin: Origin, wait: str
+) -> None:
+    strategy = make_strategy("single_flight", wait=wait)
+    results = await asyncio.gather(*(strategy.get(1, loader(origin)) for _ in range(20)))
+    assert len(origin.reads) == 1
+    outcomes = Counter(r.outcome for r in results)
+    assert outcomes["miss"] == 1
+    assert outcomes["wait_hit"] >= 1  # 20 callers inside one 50 ms read: someone waited
+    assert strategy.counters["waits"] >= outcomes["wait_hit"]
+
+
+@pytest.mark.parametrize("renew", [True, False])
+async def test_a_refresh_slower_than_its_lease(
+    make_strategy: MakeStrategy, origin_file: Any, renew: bool
+) -> None:
+    """Origin 400 ms, lease 150 ms: the watchdog keeps one reader; without it the fence works.
+
+    The ``renew=False`` half proves the test can fail: the lease runs out, a second refresher
+    gets in, and the first one's late write is refused by the fence.
+    """
+    slow = Origin(origin_file, latency_s=0.4)
+    await slow.open()
+    try:
+        strategy = make_strategy("single_flight", lease_ms=150, renew=renew)
+        results = await asyncio.gather(*(strategy.get(1, loader(slow)) for _ in range(10)))
+    finally:
+        await slow.close()
+    assert all(r.value["id"] == 1 for r in results)
+    if renew:
+        assert len(slow.reads) == 1
+        assert strategy.counters["fence_refused"] == 0
+    else:
+        assert len(slow.reads) > 1
+        assert strategy.counters["fence_refused"] >= 1
+
+
+async def test_waiter_gives_up_after_wait_timeout(
+    make_strategy: MakeStrategy, origin: Origin, redis_client: Redis
+) -> None:
+    """A holder that never writes (another pod, stuck) costs a waiter WaitTimeout, not a hang."""
+    stuck = CacheStore(redis_client).lock(1, lease_ms=60_000)
+    assert await stuck.acquire()
+    strategy = make_strategy("single_flight", wait_timeout_s=0.3, lease_ms=100)
+    with pytest.raises(WaitTimeout, match="item 1"):
+        await strategy.get(1, loader(origin))
+    assert strategy.counters["wait_timeouts"] == 1
+    assert origin.reads == []
+    assert (await redis_client.get(LOCK_KEY)).decode() == stuck.token
+
+
+@pytest.mark.parametrize("wait", ["poll", "notify"])
+async def test_a_failed_holder_hands_over_to_a_waiter(
+    make_strategy: MakeStrategy, origin: Origin, wait: str
+) -> None:
+    calls = 0
+
+    async def first_call_fails() -> dict[str, Any]:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            await asyncio.sleep(0.05)
+            raise OriginError("injected: first read fails")
+        return await origin.read(1)
+
+    strategy = make_strategy("single_flight", wait=wait, poll_ms=10)
+    results = await asyncio.gather(
+        *(strategy.get(1, first_call_fails) for _ in range(5)), return_exceptions=True
+    )
+    errors = [r for r in results if isinstance(r, BaseException)]
+    assert len(errors) == 1 and isinstance(errors[0], OriginError)
+    assert calls == 2  # the failure was followed by exactly one more read
+    outcomes = Counter(r.outcome for r in results if not isinstance(r, BaseException))
+    assert outcomes["miss"] == 1
+    assert outcomes["miss"] + outcomes["wait_hit"] + outcomes["hit"] == 4
+
+
+async def gets_for_ten_cold_callers(
+    make_strategy: MakeStrategy, origin: Origin, redis: Redis, wait: str
+) -> int:
+    await redis.flushall()
+    strategy = make_strategy("single_flight", wait=wait, poll_ms=10)
+    await redis.config_resetstat()
+    results = await asyncio.gather(*(strategy.get(1, loader(origin)) for _ in range(10)))
+    assert Counter(r.outcome for r in results)["wait_hit"] >= 1
+    stats = await redis.info("commandstats")
+    return int(stats.get("cmdstat_get", {}).get("calls", 0))
+
+
+async def test_notify_waiters_take_the_value_from_the_message(
+    make_strategy: MakeStrategy, origin: Origin, redis_client: Redis
+) -> None:
+    """Notified waiters are woken with the value: no GET per waiter after the wake.
+
+    10 GETs on entry, 1 re-check by the winner, 2 inside the fence and release scripts; a
+    polling waiter GETs again every ``poll_ms``, which is what makes the bound meaningful.
+    """
+    notify = await gets_for_ten_cold_callers(make_strategy, origin, redis_client, "notify")
+    poll = await gets_for_ten_cold_callers(make_strategy, origin, redis_client, "poll")
+    assert notify <= 13
+    assert poll > notify + 9

@@ -1,0 +1,103 @@
+"""The cache layer: TTL jitter as a pure function, the key layout, the ready notifier."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections import Counter
+
+import pytest
+from redis.asyncio import Redis
+
+from stampede.cache import CacheStore, ReadyNotifier, jittered_ttl
+from stampede.envelope import MISS, Entry
+
+DRAWS = 10_000
+
+
+@pytest.mark.parametrize(("base", "spread"), [(5.0, 0.2), (1.0, 1.0), (30.0, 0.05)])
+def test_jittered_ttl_stays_within_base_and_base_times_one_plus_spread(
+    base: float, spread: float
+) -> None:
+    rng = random.Random(3)
+    ttls = [jittered_ttl(base, spread, rng) for _ in range(DRAWS)]
+    assert all(base <= t <= base * (1 + spread) for t in ttls)
+    assert min(ttls) < base * (1 + spread * 0.01)  # the whole range is used
+    assert max(ttls) > base * (1 + spread * 0.99)
+
+
+@pytest.mark.parametrize("spread", [0.0, -0.5])
+def test_no_spread_returns_the_base_without_drawing(spread: float) -> None:
+    rng = random.Random(3)
+    state = rng.getstate()
+    assert jittered_ttl(5.0, spread, rng) == 5.0
+    assert rng.getstate() == state
+
+
+def test_jittered_ttl_is_reproducible_with_a_seed() -> None:
+    a, b = random.Random(11), random.Random(11)
+    assert [jittered_ttl(5, 0.2, a) for _ in range(50)] == [
+        jittered_ttl(5, 0.2, b) for _ in range(50)
+    ]
+    c = random.Random(12)
+    assert jittered_ttl(5, 0.2, random.Random(11)) != jittered_ttl(5, 0.2, c)
+
+
+def test_jittered_ttl_is_roughly_uniform() -> None:
+    rng = random.Random(5)
+    base, spread, bins = 5.0, 0.2, 10
+    width = base * spread / bins
+    counts = Counter(
+        min(bins - 1, int((jittered_ttl(base, spread, rng) - base) / width)) for _ in range(DRAWS)
+    )
+    expected = DRAWS / bins
+    assert all(abs(counts[b] - expected) < 0.15 * expected for b in range(bins)), counts
+    mean = sum(jittered_ttl(base, spread, rng) for _ in range(DRAWS)) / DRAWS
+    assert mean == pytest.approx(base * (1 + spread / 2), rel=0.005)
+
+
+def test_key_layout_is_what_every_pod_agrees_on() -> None:
+    assert CacheStore.key(7) == "item:7"
+    assert CacheStore.lock_key(7) == "lock:item:7"
+
+
+async def test_store_round_trips_an_entry_with_its_hard_ttl(redis_client: Redis) -> None:
+    store = CacheStore(redis_client)
+    assert await store.get(1) is MISS
+    entry = Entry(value={"id": 1}, created_at=100.0, delta=0.2, soft_expiry=105.0)
+    assert await store.put(1, entry, hard_ttl_s=7.5, lock=None)
+    assert await store.get(1) == entry
+    assert 7_000 < await redis_client.pttl("item:1") <= 7_500
+
+
+async def test_store_put_through_a_lost_lock_writes_nothing(redis_client: Redis) -> None:
+    store = CacheStore(redis_client)
+    lock = store.lock(1, lease_ms=10_000)
+    assert await lock.acquire()
+    await redis_client.delete(store.lock_key(1))  # the lease is gone: someone else may hold it
+    entry = Entry(value={"id": 1}, created_at=1.0, delta=0.1, soft_expiry=6.0)
+    assert not await store.put(1, entry, 5.0, lock)
+    assert await store.get(1) is MISS
+
+
+def test_miss_is_a_falsy_sentinel_not_none() -> None:
+    assert MISS is not None
+    assert not MISS
+    assert repr(MISS) == "MISS"
+
+
+async def test_notifier_wakes_local_waiters_with_the_announced_entry(
+    redis_client: Redis, notifier: ReadyNotifier
+) -> None:
+    store = CacheStore(redis_client)
+    one, other = notifier.register(1), notifier.register(2)
+    entry = Entry(value={"id": 1}, created_at=1.0, delta=0.1, soft_expiry=6.0)
+    await store.announce(1, entry)
+    await asyncio.wait_for(one.event.wait(), 5)
+    assert one.entry == entry
+    assert not other.event.is_set()  # only waiters of that item
+    await store.announce(2, None)  # a failed refresh wakes its waiters with nothing
+    await asyncio.wait_for(other.event.wait(), 5)
+    assert other.entry is None
+    notifier.unregister(1, one)
+    notifier.unregister(2, other)

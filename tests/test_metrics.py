@@ -1,0 +1,239 @@
+"""Metric definitions (DESIGN.md section 4) on small hand-made frames, hand-computed answers."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from stampede.load import RECORD_FIELDS
+from stampede.metrics import (
+    OUTCOMES,
+    RunShape,
+    cover_windows,
+    hot_reads_per_window,
+    lower_bound,
+    max_per_second,
+    per_second,
+    percentiles,
+    summarize,
+)
+
+SHAPE = RunShape(duration_s=12, ttl_s=5, origin_latency_s=0.2, hot_item=1)
+
+
+def records(rows: Sequence[dict[str, Any]]) -> pd.DataFrame:
+    """Requests with sensible defaults: a 200 ``hit`` on the hot item, 1 ms, first attempt."""
+    base = {"client": 0, "item": 1, "pod": 0, "t_sched": 0.0, "t_send": 0.0, "latency_ms": 1.0,
+            "status": 200, "outcome": "hit", "error": "", "attempt": 0}  # fmt: skip
+    frame = pd.DataFrame([{**base, **row} for row in rows])
+    return frame[[*RECORD_FIELDS, "t"]]
+
+
+def reads(times: Sequence[float], item: int = 1) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "start": list(times),
+            "end": [t + 0.2 for t in times],
+            "item": item,
+            "ok": True,
+            "pod": "pod-1",
+            "t": list(times),
+        }
+    ).astype({"item": int, "t": float})
+
+
+def every(step: float, until: float, item: int = 1) -> list[dict[str, Any]]:
+    """One request for ``item`` every ``step`` seconds from 0 up to ``until`` (excluded)."""
+    return [{"t": round(i * step, 6), "item": item} for i in range(round(until / step))]
+
+
+# ---- buckets -------------------------------------------------------------------------------
+def test_buckets_are_aligned_to_the_run_start() -> None:
+    times = pd.Series([0.0, 0.999, 1.0, 1.5, 2.999])
+    assert max_per_second(times, 3) == 2
+    frame = per_second(records([{"t": 0.0}]), reads(times), RunShape(3, 5, 0.2, 1))
+    origin = frame[frame["metric"] == "origin_reads"].set_index("second")["value"]
+    assert origin.to_dict() == {0: 2, 1: 2, 2: 1}  # 0.999 in bucket 0, 1.0 in bucket 1
+
+
+def test_times_before_the_start_or_past_the_duration_are_excluded() -> None:
+    times = pd.Series([-0.5, -0.001, 0.5, 2.5, 3.0, 7.2])
+    frame = per_second(records([{"t": 0.0}]), reads(times), RunShape(3, 5, 0.2, 1))
+    origin = frame[frame["metric"] == "origin_reads"].set_index("second")["value"]
+    assert origin.to_dict() == {0: 1, 1: 0, 2: 1}
+    assert max_per_second(pd.Series([-0.1, -0.2, 3.0, 3.5]), 3) == 0
+
+
+def test_a_fractional_duration_excludes_times_past_its_end() -> None:
+    assert max_per_second(pd.Series([2.6, 2.7, 2.8]), 2.5) == 0
+
+
+def test_max_per_second_and_its_steady_variant() -> None:
+    # a cold-start burst of 9 reads in second 0, then needles of 3 and 4 at expiries
+    times = [0.1] * 9 + [5.3, 5.4, 5.5] + [10.6, 10.7, 10.8, 10.9]
+    assert max_per_second(pd.Series(times), 12) == 9
+    assert max_per_second(pd.Series(times), 12, SHAPE.steady_from) == 4
+    assert SHAPE.steady_from == 5  # ceil(ttl): buckets 0..4 are the cold start
+    assert RunShape(12, 2.5, 0.2, 1).steady_from == 3
+    summary = summarize(records(every(0.5, 12)), reads(times), SHAPE)
+    assert summary["max_origin_per_s"] == 9
+    assert summary["max_origin_per_s_steady"] == 4
+
+
+def test_steady_variant_of_a_run_shorter_than_the_ttl_is_zero() -> None:
+    assert max_per_second(pd.Series([0.1, 0.2]), 3, steady_from=5) == 0
+
+
+def test_seconds_above_threshold_counts_strictly_greater_buckets() -> None:
+    shape = RunShape(duration_s=4, ttl_s=5, origin_latency_s=0.2, hot_item=1, threshold=3)
+    times = [0.1] * 4 + [1.1] * 3 + [3.5] * 10  # 4 > 3, 3 is not, 10 > 3
+    summary = summarize(records(every(0.5, 4)), reads(times), shape)
+    assert summary["seconds_above_threshold"] == 2
+    assert RunShape(1, 1, 0, 1).threshold == 50.0  # the documented default
+
+
+# ---- lower bound ---------------------------------------------------------------------------
+def test_cover_windows_one_key_every_tenth_of_a_second() -> None:
+    times = [i * 0.1 for i in range(120)]  # 12 s of requests
+    starts = cover_windows(times, 5.2)
+    assert len(starts) == 3
+    assert starts[0] == 0.0
+    assert starts[1] == pytest.approx(5.2, abs=0.1)
+    assert starts[2] == pytest.approx(10.4, abs=0.2)
+
+
+def test_cover_windows_is_order_free_and_skips_gaps() -> None:
+    assert cover_windows([9.0, 0.0, 1.0, 20.0], 5.0) == [0.0, 9.0, 20.0]
+    assert cover_windows([], 5.0) == []
+    assert cover_windows([3.0, 8.0], 5.0) == [3.0, 8.0]  # t == start + span opens a new one
+
+
+def test_lower_bound_sums_one_cover_per_key() -> None:
+    others = [(1.0, 2), (2.0, 2), (7.0, 2), (4.0, 3)]
+    rows = [*every(0.1, 12, item=1), *({"t": t, "item": i} for t, i in others)]
+    frame = records(rows)
+    assert lower_bound(frame, 5.2) == 3 + 2 + 1
+    summary = summarize(frame, reads([0.0, 5.3, 10.5, 1.0, 7.0, 4.0, 4.5]), SHAPE)
+    assert summary["lower_bound"] == 6
+    assert summary["reads_over_bound"] == pytest.approx(7 / 6)
+
+
+def test_reads_over_bound_without_requests_is_nan() -> None:
+    empty = records([{"t": 0.0}]).iloc[0:0]
+    summary = summarize(empty, reads([]), SHAPE)
+    assert summary["lower_bound"] == 0
+    assert math.isnan(summary["reads_over_bound"])
+
+
+# ---- hot reads per window ------------------------------------------------------------------
+def test_hot_reads_per_window_drops_the_last_incomplete_window() -> None:
+    frame = records(every(0.1, 12))  # windows start at 0, ~5.2, ~10.4; the last ends at ~15.6
+    hot = reads([0.0, 0.01, 5.25, 5.3, 5.35, 10.45])
+    assert hot_reads_per_window(frame, hot, SHAPE) == [2, 3]
+
+
+def test_hot_reads_per_window_ignores_other_items() -> None:
+    frame = records(every(0.1, 12))
+    mixed = pd.concat([reads([0.0, 5.25]), reads([0.5, 5.3, 5.4], item=2)], ignore_index=True)
+    assert hot_reads_per_window(frame, mixed, SHAPE) == [1, 1]
+
+
+def test_a_run_that_ends_exactly_at_a_window_end_keeps_it() -> None:
+    shape = RunShape(duration_s=10.4, ttl_s=5, origin_latency_s=0.2, hot_item=1)
+    frame = records([{"t": 0.0}, {"t": 5.2}])
+    assert hot_reads_per_window(frame, reads([0.0, 5.2]), shape) == [1, 1]
+
+
+# ---- latency, hit rate, outcomes, lost -----------------------------------------------------
+def test_percentiles() -> None:
+    values = list(range(1, 101))  # 1..100 ms
+    p = percentiles(values)
+    assert p["p50"] == pytest.approx(50.5)
+    assert p["p90"] == pytest.approx(90.1)
+    assert p["p99"] == pytest.approx(99.01)
+    assert p["max"] == 100
+    assert set(p) == {"p50", "p90", "p99", "max"}
+    assert all(math.isnan(v) for v in percentiles([]).values())
+
+
+def outcome_rows() -> list[dict[str, Any]]:
+    spec = [("hit", 200, 1.0), ("hit", 200, 2.0), ("miss", 200, 200.0), ("wait_hit", 200, 150.0),
+            ("stale", 200, 3.0), ("early_refresh", 200, 4.0), ("error", 503, 5.0),
+            ("error", 0, 10_000.0)]  # fmt: skip
+    rows = []
+    for i, (outcome, status, latency) in enumerate(spec):
+        error = "timeout" if status == 0 else ""
+        rows.append({"t": i * 0.5, "outcome": outcome, "status": status, "latency_ms": latency,
+                     "error": error, "item": 1 if i % 2 == 0 else 2})  # fmt: skip
+    return rows
+
+
+def test_hit_rate_counts_responses_served_without_this_request_reading() -> None:
+    summary = summarize(records(outcome_rows()), reads([1.0]), SHAPE)
+    # hit, hit, wait_hit, stale, early_refresh of 8 requests
+    assert summary["hit_rate"] == pytest.approx(5 / 8)
+
+
+def test_outcomes_list_all_six_keys_even_when_absent() -> None:
+    summary = summarize(records([{"t": 0.0, "outcome": "miss"}]), reads([0.0]), SHAPE)
+    assert set(OUTCOMES) == {"hit", "miss", "wait_hit", "stale", "early_refresh", "error"}
+    assert set(OUTCOMES) <= set(summary["outcomes"])
+    assert summary["outcomes"]["miss"] == 1
+    assert sum(summary["outcomes"].values()) == 1
+
+
+def test_latency_uses_answered_requests_only() -> None:
+    summary = summarize(records(outcome_rows()), reads([1.0]), SHAPE)
+    assert summary["latency_ms"]["max"] == 200.0  # the 10 s timeout had no answer
+    hot = [1.0, 200.0, 3.0, 5.0]  # items 1: indexes 0, 2, 4, 6
+    assert summary["hot_latency_ms"]["max"] == max(hot)
+    assert summary["hot_latency_ms"]["p50"] == pytest.approx(float(np.percentile(hot, 50)))
+
+
+def test_lost_is_sent_minus_accounted_records() -> None:
+    frame = records(outcome_rows())
+    assert summarize(frame, reads([]), SHAPE, sent=8)["lost"] == 0
+    assert summarize(frame, reads([]), SHAPE, sent=10)["lost"] == 2
+    assert summarize(frame, reads([]), SHAPE)["lost"] == 0
+
+
+def test_requests_rps_and_origin_read_totals() -> None:
+    frame = records(every(0.5, 12))
+    summary = summarize(frame, pd.concat([reads([0.1, 5.3]), reads([2.0], item=7)]), SHAPE)
+    assert summary["requests"] == 24
+    assert summary["rps"] == pytest.approx(2.0)
+    assert (summary["origin_reads"], summary["origin_reads_hot"]) == (3, 2)
+
+
+# ---- per-second frame ----------------------------------------------------------------------
+PER_SECOND_METRICS = {
+    "origin_reads", "origin_reads_hot", "origin_reads_cold", "lower_bound", "requests", "errors",
+    "latency_p50_ms", "latency_p99_ms", "hot_latency_p50_ms", "hot_latency_p99_ms",
+}  # fmt: skip
+
+
+def test_per_second_frame_is_tidy() -> None:
+    frame = per_second(
+        records(outcome_rows()), reads([0.2, 1.2, 3.5], item=2), RunShape(4, 5, 0.2, 1)
+    )
+    assert list(frame.columns) == ["second", "metric", "value"]
+    assert set(frame["metric"]) == PER_SECOND_METRICS
+    assert frame.duplicated(["second", "metric"]).sum() == 0
+    assert frame["value"].notna().all()
+    counts = frame[frame["metric"] != "latency_p50_ms"]  # every count series has all 4 seconds
+    for metric in {"origin_reads", "requests", "errors", "lower_bound"}:
+        assert sorted(counts.loc[counts["metric"] == metric, "second"]) == [0, 1, 2, 3]
+    value = frame.set_index(["metric", "second"])["value"]
+    assert value["origin_reads_cold", 0] == 1 and value["origin_reads_hot", 0] == 0
+    assert value["requests", 0] == 2 and value["errors", 3] == 2  # the 503 and the timeout
+
+
+def test_per_second_lists_its_metrics_in_the_docstring() -> None:
+    doc = per_second.__doc__ or ""
+    missing = sorted(m for m in PER_SECOND_METRICS if m not in doc)
+    assert not missing, f"per_second's docstring does not name {missing}"

@@ -1,0 +1,108 @@
+"""The pod's HTTP surface, through real uvicorn pods of the session lab."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from stampede.config import StrategyConfig
+from stampede.lab import Lab
+
+
+@pytest.fixture
+def http(lab: Lab) -> Iterator[httpx.Client]:
+    lab.configure(StrategyConfig(strategy="single_flight", origin_latency_ms=10))
+    with httpx.Client(base_url=lab.pods[0], timeout=10) as client:
+        yield client
+
+
+def one_line_detail(resp: httpx.Response) -> str:
+    detail = resp.json()["detail"]
+    assert isinstance(detail, str) and detail
+    assert "\n" not in detail
+    return detail
+
+
+def test_item_answers_json_with_its_outcome(http: httpx.Client) -> None:
+    first, second = http.get("/items/3"), http.get("/items/3")
+    assert (first.status_code, second.status_code) == (200, 200)
+    assert first.json()["id"] == 3
+    assert first.json() == second.json()
+    assert (first.headers["x-cache"], second.headers["x-cache"]) == ("miss", "hit")
+
+
+@pytest.mark.parametrize("bad", ["abc", "0", "-4", "1.5", str(2**31)])
+def test_a_bad_id_is_422_with_one_line(http: httpx.Client, bad: str) -> None:
+    resp = http.get(f"/items/{bad}")
+    assert resp.status_code == 422
+    assert "item_id" in one_line_detail(resp)
+    assert repr(bad) in one_line_detail(resp)  # names the bad value
+
+
+def test_an_unknown_id_is_404_with_one_line(http: httpx.Client, lab: Lab) -> None:
+    resp = http.get("/items/999999")
+    assert resp.status_code == 404
+    assert "999999" in one_line_detail(resp)
+    with lab.redis() as client:
+        assert client.exists("item:999999") == 0
+
+
+def test_origin_failure_is_503_with_retry_after_and_caches_nothing(lab: Lab) -> None:
+    lab.configure(StrategyConfig(strategy="single_flight", origin_error_rate=1.0))
+    for url in lab.pods:
+        resp = httpx.get(f"{url}/items/1", timeout=10)
+        assert resp.status_code == 503
+        assert resp.headers["retry-after"].isdigit()
+        assert resp.headers["x-cache"] == "error"
+        assert "item 1" in one_line_detail(resp)
+    with lab.redis() as client:
+        assert client.exists("item:1") == 0
+        assert client.exists("lock:item:1") == 0
+    assert sum(s["outcomes"].get("error", 0) for s in lab.stats()) == len(lab.pods)
+
+
+def test_unknown_strategy_in_admin_config_is_422(http: httpx.Client) -> None:
+    resp = http.post("/admin/config", json={"strategy": "nope"})
+    assert resp.status_code == 422
+    detail = one_line_detail(resp)
+    assert "nope" in detail and "single_flight" in detail  # names the valid ones
+    assert http.get("/health").json()["strategy"] == "single_flight"  # nothing changed
+
+
+def test_out_of_range_admin_config_is_422(http: httpx.Client) -> None:
+    resp = http.post("/admin/config", json={"strategy": "naive", "ttl_s": -1})
+    assert resp.status_code == 422
+    assert "ttl_s" in one_line_detail(resp)
+
+
+def test_health_shape(lab: Lab) -> None:
+    lab.configure(StrategyConfig(strategy="swr"))
+    for i, url in enumerate(lab.pods, start=1):
+        assert httpx.get(f"{url}/health").json() == {
+            "status": "ok",
+            "pod": f"pod-{i}",
+            "strategy": "swr",
+        }
+
+
+def test_stats_shape_and_origin_log(http: httpx.Client) -> None:
+    http.get("/items/5")
+    http.get("/items/5")
+    stats = http.get("/stats").json()
+    assert {"pod", "config", "outcomes", "counters", "reads"} <= set(stats)
+    assert stats["config"]["strategy"] == "single_flight"
+    assert stats["outcomes"] == {"miss": 1, "hit": 1}
+    assert stats["counters"]["origin_calls"] == 1
+    [(start, end, item, ok)] = stats["reads"]
+    assert (item, ok) == (5, True)
+    assert start <= end
+
+
+def test_reset_clears_this_runs_tallies_but_keeps_the_cache(http: httpx.Client) -> None:
+    http.get("/items/6")
+    assert http.post("/admin/reset").status_code == 200
+    stats = http.get("/stats").json()
+    assert stats["reads"] == [] and stats["outcomes"] == {}
+    assert http.get("/items/6").headers["x-cache"] == "hit"
