@@ -19,7 +19,7 @@ help:  ## this list
 $(STAMP): pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -c requirements.lock -e '.[dev,book]'
+	$(BIN)/pip install -q -c requirements.lock -e '.[dev,book,peers]'
 	touch $@
 
 system:

@@ -5,6 +5,8 @@ Importing this package registers the built-in strategies (class definitions only
 
 from __future__ import annotations
 
+import contextlib
+
 from stampede.strategies import (
     fixed_cutoff,
     local_lock,
@@ -32,3 +34,7 @@ __all__ = [
     "swr",
     "xfetch",
 ]
+
+# The optional `peers` extra (cashews, dogpile.cache, aiocache) registers its adapters too.
+with contextlib.suppress(ImportError):
+    import stampede.peers  # noqa: F401
