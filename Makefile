@@ -48,7 +48,7 @@ figures: setup  ## run every chapter with papermill; charts to book/figures/<cha
 	$(BIN)/python tools/figures.py $(if $(DURATION),--duration $(DURATION)) $(CHAPTERS)
 
 html: figures  ## build the HTML book from the executed chapters
-	$(BIN)/jupyter-book build $(SITE) --toc $(SITE)/book/_toc.yml \
+	$(BIN)/jupyter-book build $(SITE) --toc $(abspath $(SITE))/book/_toc.yml \
 	    --config $(SITE)/book/_config.yml --path-output book -W -q
 
 book: html browser  ## THE MAIN JOB: regenerate every figure and build the book
