@@ -121,7 +121,8 @@ def run(
     own_lab = lab is None
     lab = lab or Lab.embedded(lab_config, config=config)
     try:
-        result = _execute(lab, config, load, all_params, progress, lab_config.faults)
+        with machine_exclusive():
+            result = _measure(lab, config, load, all_params, progress, lab_config.faults)
     finally:
         if own_lab:
             lab.stop()
@@ -171,18 +172,6 @@ SUMMARY_COLUMNS = (
     "hit_rate",
     "redis_commands_per_request",
 )
-
-
-def _execute(
-    lab: Lab,
-    config: StrategyConfig,
-    load: LoadConfig,
-    params: dict[str, Any],
-    progress: bool,
-    faults: Sequence[Fault] = (),
-) -> RunResult:
-    with machine_exclusive():
-        return _measure(lab, config, load, params, progress, faults)
 
 
 def _measure(

@@ -10,13 +10,20 @@ observable through these libraries: a waiter and a stale read both count as ``hi
 
 from __future__ import annotations
 
+from abc import abstractmethod
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from redis.asyncio import Redis
 
-from stampede.strategies.base import Loader, Strategy
+from stampede.config import StrategyConfig
+from stampede.envelope import Fetched
+from stampede.strategies.base import Deps, Loader, Strategy
 
-__all__ = ["Traced", "redis_url"]
+__all__ = ["Close", "DecoratedPeer", "Fetch", "Traced", "redis_url"]
+
+Fetch = Callable[[int, "Traced"], Awaitable[dict[str, Any]]]
+Close = Callable[[], Awaitable[Any]]
 
 
 def redis_url(redis: Redis) -> str:
@@ -52,3 +59,34 @@ class Traced:
         if self.finished:
             return "miss"
         return "early_refresh" if self.called else "hit"
+
+
+class DecoratedPeer(Strategy):
+    """A library used as a decorator around ``fetch(item, load)``: what the adapters share.
+
+    The decorated function is built on the first request, in the pod's own process and event
+    loop (the libraries bind their clients to the loop that creates them), and the library's
+    client is closed once with the strategy.
+    """
+
+    def __init__(self, deps: Deps, config: StrategyConfig) -> None:
+        super().__init__(deps, config)
+        self._fetch: Fetch | None = None
+        self._close: Close | None = None
+
+    @abstractmethod
+    def _build(self) -> tuple[Fetch, Close]:
+        """Set the library up; return the decorated fetch and how to close its client."""
+
+    async def get(self, item: int, load: Loader) -> Fetched:
+        if self._fetch is None:
+            self._fetch, self._close = self._build()
+        traced = Traced(self, load)
+        value = await self._fetch(item, traced)
+        return Fetched(value, traced.outcome)
+
+    async def close(self) -> None:
+        await super().close()
+        if self._close is not None:
+            await self._close()
+            self._close = None

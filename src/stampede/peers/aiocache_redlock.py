@@ -16,18 +16,13 @@ Nobody polls. The lock lives ``lease`` (2 s), shorter than the TTL.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 from stampede.config import StrategyConfig
-from stampede.envelope import Fetched
-from stampede.peers._common import Traced
-from stampede.strategies.base import Deps, Loader, Strategy
+from stampede.peers._common import Close, DecoratedPeer, Fetch, Traced
 from stampede.strategies.registry import register
 
 __all__ = ["AiocacheRedLock"]
-
-Fetch = Callable[[int, Traced], Awaitable[dict[str, Any]]]
 
 
 def _key(func: object, item: int, load: Traced) -> str:
@@ -35,7 +30,7 @@ def _key(func: object, item: int, load: Traced) -> str:
 
 
 @register
-class AiocacheRedLock(Strategy):
+class AiocacheRedLock(DecoratedPeer):
     name = "aiocache"
 
     @classmethod
@@ -53,12 +48,7 @@ class AiocacheRedLock(Strategy):
             "pool_max_size": None,
         }
 
-    def __init__(self, deps: Deps, config: StrategyConfig) -> None:
-        super().__init__(deps, config)
-        self._fetch: Fetch | None = None
-        self._close: Callable[[], Awaitable[Any]] | None = None
-
-    def _build(self) -> Fetch:
+    def _build(self) -> tuple[Fetch, Close]:
         """Created on the first request, in the pod's own process and event loop."""
         from aiocache import Cache, cached_stampede  # late: the pod imports only what it runs
 
@@ -76,18 +66,4 @@ class AiocacheRedLock(Strategy):
             return await load()
 
         wrapped: Fetch = decorator(fetch)
-        self._close = decorator.cache.close
-        return wrapped
-
-    async def get(self, item: int, load: Loader) -> Fetched:
-        if self._fetch is None:
-            self._fetch = self._build()
-        traced = Traced(self, load)
-        value = await self._fetch(item, traced)
-        return Fetched(value, traced.outcome)
-
-    async def close(self) -> None:
-        await super().close()
-        if self._close is not None:
-            await self._close()
-            self._close = None
+        return wrapped, decorator.cache.close

@@ -16,25 +16,17 @@ as the cache TTL. The docs: "This guarantees exactly one function call for given
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from stampede.config import StrategyConfig
-from stampede.envelope import Fetched
-from stampede.peers._common import Traced, redis_url
-from stampede.strategies.base import Deps, Loader, Strategy
+from stampede.peers._common import Close, DecoratedPeer, Fetch, Traced, redis_url
 from stampede.strategies.registry import register
-
-if TYPE_CHECKING:
-    from cashews import Cache
 
 __all__ = ["CashewsLock"]
 
-Fetch = Callable[[int, Traced], Awaitable[dict[str, Any]]]
-
 
 @register
-class CashewsLock(Strategy):
+class CashewsLock(DecoratedPeer):
     name = "cashews_lock"
 
     @classmethod
@@ -52,12 +44,7 @@ class CashewsLock(Strategy):
             "max_connections": 10,
         }
 
-    def __init__(self, deps: Deps, config: StrategyConfig) -> None:
-        super().__init__(deps, config)
-        self._cache: Cache | None = None
-        self._fetch: Fetch | None = None
-
-    def _build(self) -> Fetch:
+    def _build(self) -> tuple[Fetch, Close]:
         """Created on the first request, in the pod's own process and event loop."""
         from cashews import Cache  # late: importing cashews costs ~0.3 s
 
@@ -68,18 +55,4 @@ class CashewsLock(Strategy):
         async def fetch(item: int, load: Traced) -> dict[str, Any]:
             return await load()
 
-        self._cache = cache
-        return fetch
-
-    async def get(self, item: int, load: Loader) -> Fetched:
-        if self._fetch is None:
-            self._fetch = self._build()
-        traced = Traced(self, load)
-        value = await self._fetch(item, traced)
-        return Fetched(value, traced.outcome)
-
-    async def close(self) -> None:
-        await super().close()
-        if self._cache is not None:
-            await self._cache.close()
-            self._cache = None
+        return fetch, cache.close
