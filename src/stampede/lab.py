@@ -231,14 +231,17 @@ class Lab:
         return down, time.time()
 
     def kill_pod(self, index: int) -> float:
-        """SIGKILL pod ``index`` (0-based) by PID; returns the epoch second of the kill."""
+        """SIGKILL pod ``index`` (0-based) by PID; returns the epoch second it was reaped.
+
+        Timed after the reap, not before the signal: a request sent between the two can still
+        be answered by the dying process, and the timeline must not call that pod down yet.
+        """
         proc = self._pod_process(index)
-        killed = time.time()
         with contextlib.suppress(ProcessLookupError):
             os.kill(proc.pid, signal.SIGKILL)
         proc.popen.wait()
         self.dead.add(index)
-        return killed
+        return time.time()
 
     def start_pod(self, index: int) -> float:
         """Start pod ``index`` again on its port with the current configuration; wait for it."""
