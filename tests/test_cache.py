@@ -101,3 +101,23 @@ async def test_notifier_wakes_local_waiters_with_the_announced_entry(
     assert other.entry is None
     notifier.unregister(1, one)
     notifier.unregister(2, other)
+
+
+async def test_notifier_wakes_waiters_in_arrival_order(
+    redis_client: Redis, notifier: ReadyNotifier
+) -> None:
+    """The longest waiter is answered first: its wait is the tail of the latency."""
+    waiters = [notifier.register(1) for _ in range(40)]
+    woken: list[int] = []
+
+    async def wait(n: int) -> None:
+        await waiters[n].event.wait()
+        woken.append(n)
+
+    tasks = [asyncio.create_task(wait(n)) for n in range(len(waiters))]
+    await asyncio.sleep(0)
+    await CacheStore(redis_client).announce(1, None)
+    await asyncio.wait_for(asyncio.gather(*tasks), 5)
+    assert woken == list(range(len(waiters)))
+    for waiter in waiters:
+        notifier.unregister(1, waiter)

@@ -108,11 +108,16 @@ class ReadyNotifier:
     A waiter registers *before* it re-reads the cache, so a value written after that read is
     always announced to it: no lost wake-up. Waits are bounded by the caller's timeout, so a
     message lost to a Redis restart costs one timeout slice, not a hung request.
+
+    Waiters wake in arrival order: a pod answers its ~25 waiters one after another (a few
+    hundred microseconds each), so the one that has waited longest goes first and the tail
+    latency is its wait plus one response, not plus the whole queue.
     """
 
     def __init__(self, redis_factory: Callable[[], Redis]) -> None:
         self._redis_factory = redis_factory
-        self._waiters: defaultdict[int, set[Waiter]] = defaultdict(set)
+        # per item, an insertion-ordered set: dict keys keep arrival order
+        self._waiters: defaultdict[int, dict[Waiter, None]] = defaultdict(dict)
         self._task: asyncio.Task[None] | None = None
         self._subscribed = asyncio.Event()
 
@@ -131,13 +136,13 @@ class ReadyNotifier:
 
     def register(self, item: int) -> Waiter:
         waiter = Waiter()
-        self._waiters[item].add(waiter)
+        self._waiters[item][waiter] = None
         return waiter
 
     def unregister(self, item: int, waiter: Waiter) -> None:
         waiters = self._waiters.get(item)
         if waiters is not None:
-            waiters.discard(waiter)
+            waiters.pop(waiter, None)
             if not waiters:
                 del self._waiters[item]
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections import Counter
 from typing import Any, ClassVar
 
@@ -10,6 +11,7 @@ import pytest
 from redis.asyncio import Redis
 
 from stampede.cache import CacheStore
+from stampede.envelope import Entry
 from stampede.errors import OriginError, WaitTimeout
 from stampede.origin import Origin
 from tests.helpers import MakeStrategy
@@ -128,3 +130,44 @@ async def test_notify_waiters_take_the_value_from_the_message(
     poll = await gets_for_ten_cold_callers(make_strategy, origin, redis_client, "poll")
     assert notify <= 13
     assert poll > notify + 9
+
+
+async def announcements_with_lock_state(
+    make_strategy: MakeStrategy, origin: Origin, redis: Redis, monkeypatch: pytest.MonkeyPatch
+) -> list[tuple[bool, bool]]:
+    """One cold get in notify mode; per announcement: (carried a value, lock held at publish)."""
+    strategy = make_strategy("single_flight", wait="notify")
+    publish = strategy.store.announce
+    seen: list[tuple[bool, bool]] = []
+
+    async def spy(item: int, entry: Entry | None) -> None:
+        seen.append((entry is not None, bool(await redis.exists(LOCK_KEY))))
+        await publish(item, entry)
+
+    monkeypatch.setattr(strategy.store, "announce", spy)
+    with contextlib.suppress(OriginError):
+        await strategy.get(1, loader(origin))
+    return seen
+
+
+async def test_notify_announces_the_value_before_releasing_the_lock(
+    make_strategy: MakeStrategy,
+    origin: Origin,
+    redis_client: Redis,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Publishing inside the lock takes the release's round trip off every waiter's wait."""
+    seen = await announcements_with_lock_state(make_strategy, origin, redis_client, monkeypatch)
+    assert seen == [(True, True)]
+
+
+async def test_notify_announces_a_failure_after_releasing_the_lock(
+    make_strategy: MakeStrategy,
+    origin: Origin,
+    redis_client: Redis,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Woken without a value, a waiter retries the lock: it must find the lock free."""
+    origin.error_rate = 1.0
+    seen = await announcements_with_lock_state(make_strategy, origin, redis_client, monkeypatch)
+    assert seen == [(False, False)]
