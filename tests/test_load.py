@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import random
 import socket
 from collections import Counter
@@ -12,7 +13,14 @@ import pytest
 from stampede.config import LoadConfig, StrategyConfig
 from stampede.errors import ConfigError
 from stampede.lab import Lab
-from stampede.load import backoff_s, check_loopback, generate, item_chooser
+from stampede.load import (
+    backoff_s,
+    check_loopback,
+    collector_paused,
+    generate,
+    item_chooser,
+    server_ms,
+)
 
 
 @pytest.fixture(autouse=True)
@@ -111,3 +119,43 @@ async def test_generate_against_the_lab_accounts_for_every_request(lab: Lab) -> 
     assert all(r.t_sched < t0 + load.duration_s for r in records)
     served = sum(sum(s["outcomes"].values()) for s in lab.stats())
     assert served == sent  # the pods saw exactly what was sent
+    # the pod's own time is recorded and is part of what the client measured
+    assert all(0 <= r.server_ms <= r.latency_ms for r in records)
+    misses = [r.server_ms for r in records if r.outcome == "miss"]
+    assert misses and min(misses) >= 20  # a miss includes the 20 ms origin read
+
+
+@pytest.mark.parametrize(
+    ("header", "expected"),
+    [
+        ("app;dur=12.5", 12.5),
+        ("db;dur=3, app;dur=7", 7.0),
+        ("app;dur=7, db;dur=3", 7.0),
+        ("", None),
+        ("app;dur=soon", None),
+        ("db;dur=3", None),
+    ],
+)
+def test_server_ms_reads_the_apps_server_timing(header: str, expected: float | None) -> None:
+    got = server_ms(header)
+    assert got == expected if expected is not None else got != got  # NaN when absent
+
+
+def test_the_collector_is_paused_for_the_run_and_restored_after() -> None:
+    assert gc.isenabled()
+    with pytest.raises(RuntimeError), collector_paused():
+        assert not gc.isenabled()
+        assert gc.get_freeze_count() > 0  # what existed before the run is never scanned
+        raise RuntimeError("a run that fails still gives the collector back")
+    assert gc.isenabled()
+    assert gc.get_freeze_count() == 0
+
+
+def test_a_disabled_collector_stays_disabled() -> None:
+    gc.disable()
+    try:
+        with collector_paused():
+            pass
+        assert not gc.isenabled()
+    finally:
+        gc.enable()

@@ -29,7 +29,8 @@ SHAPE = RunShape(duration_s=12, ttl_s=5, origin_latency_s=0.2, hot_item=1)
 def records(rows: Sequence[dict[str, Any]]) -> pd.DataFrame:
     """Requests with sensible defaults: a 200 ``hit`` on the hot item, 1 ms, first attempt."""
     base = {"client": 0, "item": 1, "pod": 0, "t_sched": 0.0, "t_send": 0.0, "latency_ms": 1.0,
-            "status": 200, "outcome": "hit", "error": "", "attempt": 0}  # fmt: skip
+            "status": 200, "outcome": "hit", "error": "", "attempt": 0,
+            "server_ms": 0.5}  # fmt: skip
     frame = pd.DataFrame([{**base, **row} for row in rows])
     return frame[[*RECORD_FIELDS, "t"]]
 
