@@ -262,17 +262,17 @@ async def generate(
                 *(request(by_client[c], c, i, start) for i, c in owners.items() if c in by_client)
             )
 
-        await asyncio.sleep(max(0.0, start - time.time()))
-        loop = open_loop if load.pacing == "open" else closed_loop
-        ticker = asyncio.create_task(_tick(tally, on_tick)) if on_tick else None
-        try:
-            with collector_paused():
+        with collector_paused():  # its one collection runs before the clock, not on it
+            await asyncio.sleep(max(0.0, start - time.time()))
+            loop = open_loop if load.pacing == "open" else closed_loop
+            ticker = asyncio.create_task(_tick(tally, on_tick)) if on_tick else None
+            try:
                 if load.scenario == "bulk_warm":
                     await warm()
                 await asyncio.gather(*(loop(s, c) for s, c in zip(sessions, ids, strict=True)))
-        finally:
-            if ticker is not None:
-                ticker.cancel()
+            finally:
+                if ticker is not None:
+                    ticker.cancel()
     finally:
         await asyncio.gather(*(s.close() for s in sessions), return_exceptions=True)
     return records, tally.sent
@@ -302,7 +302,7 @@ def collector_paused() -> Iterator[None]:
     generator's event loop for 60-90 ms (and a middle one up to 15 ms) mid-run, and every
     request in flight counted that stall as latency. ``timeit`` disables the collector while
     timing for the same reason. Reference counting still frees almost everything; the few
-    reference cycles wait for the collection at the end of the run.
+    reference cycles wait for the collector to run again after the run.
     """
     was_enabled = gc.isenabled()
     gc.collect()

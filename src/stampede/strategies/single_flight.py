@@ -89,50 +89,45 @@ class SingleFlight(Strategy):
     async def _refresh_as_winner(
         self, item: int, load: Loader, lock: RedisLock, waited: bool
     ) -> Fetched:
-        announced = False
+        entry: Entry | None = None
         try:
             async with lock.hold(renew=self.config.renew):
                 found = await self.store.get(item)  # filled between our miss and our lock?
                 if found is not MISS:
                     return Fetched(found.value, "wait_hit" if waited else "hit")
-                entry = await self._read_and_write(item, load, lock)
-                announced = await self._announce(item, entry)
+                entry = await self._refresh(item, load, lock)
         finally:
-            if not announced:  # after release: a failed refresh wakes its waiters to retry
+            if entry is None:  # after release: a failed refresh wakes its waiters to retry
                 await self._announce(item, None)
         return Fetched(entry.value, "miss")
 
     async def _refresh_held(self, item: int, load: Loader, lock: RedisLock) -> None:
-        announced = False
+        entry: Entry | None = None
         try:
             async with lock.hold(renew=self.config.renew):
-                entry = await self._read_and_write(item, load, lock)
-                announced = await self._announce(item, entry)
+                entry = await self._refresh(item, load, lock)
         finally:
             self._refreshing.discard(item)
-            if not announced:
+            if entry is None:
                 await self._announce(item, None)
 
-    async def _read_and_write(self, item: int, load: Loader, lock: RedisLock) -> Entry:
+    async def _refresh(self, item: int, load: Loader, lock: RedisLock) -> Entry:
+        """Read the origin, write through the fence, announce the value; the lock is held.
+
+        Announcing before the release takes one Redis round trip off every waiter's wait:
+        they take the value from the message and never need the lock.
+        """
         entry = await self.read_origin(item, load)
         if not await self.store.put(item, entry, self.hard_ttl_s(entry), lock):
             self.counters["fence_refused"] += 1  # a newer holder writes; our value is still fresh
+        await self._announce(item, entry)
         return entry
 
-    async def _announce(self, item: int, entry: Entry | None) -> bool:
-        """Publish the refresh's end (notify mode); ``entry`` is announced before the release.
-
-        Publishing before the release takes one Redis round trip off every waiter's wait;
-        they take the value from the message and never need the lock. Returns whether a
-        message went out; a lost one costs waiters one re-check slice.
-        """
-        if self.config.wait != "notify":
-            return True
-        try:
-            await self.store.announce(item, entry)
-        except RedisError:
-            return False
-        return True
+    async def _announce(self, item: int, entry: Entry | None) -> None:
+        """Publish the refresh's end (notify mode); a lost message costs one re-check slice."""
+        if self.config.wait == "notify":
+            with contextlib.suppress(RedisError):
+                await self.store.announce(item, entry)
 
     def _register(self, item: int) -> Waiter | None:
         notifier = self.deps.notifier
