@@ -13,6 +13,8 @@ import json
 from dataclasses import asdict, dataclass
 from typing import Any, Final
 
+from stampede.outcomes import Outcome
+
 __all__ = ["MISS", "Entry", "Fetched", "Miss"]
 
 
@@ -62,4 +64,4 @@ class Fetched:
     """What a strategy hands back to the pod: the value and how it was obtained."""
 
     value: dict[str, Any]
-    outcome: str  # hit | miss | wait_hit | stale | early_refresh
+    outcome: Outcome

@@ -51,6 +51,7 @@ from stampede.config import PodSettings, StrategyConfig, get_settings
 from stampede.envelope import Fetched
 from stampede.errors import ItemNotFound, OriginError, WaitTimeout
 from stampede.origin import Origin
+from stampede.outcomes import Outcome
 from stampede.strategies import Deps, Strategy, create_strategy
 
 __all__ = ["PodState", "create_app"]
@@ -252,15 +253,15 @@ async def _serve_item(item_id: int, pod: PodState) -> JSONResponse:
             if not pod.config.fail_open_concurrency:
                 raise
             log.debug("item %s: Redis failed (%s); failing open to the origin", item_id, exc)
-            fetched = Fetched(await pod.read_fail_open(item_id), "fail_open")
+            fetched = Fetched(await pod.read_fail_open(item_id), Outcome.FAIL_OPEN)
     except ItemNotFound as exc:
-        pod.outcomes["not_found"] += 1
-        outcome = "hit" if isinstance(exc, RememberedMissing) else "miss"
+        pod.outcomes[Outcome.NOT_FOUND] += 1
+        outcome = Outcome.HIT if isinstance(exc, RememberedMissing) else Outcome.MISS
         return JSONResponse({"detail": str(exc)}, 404, headers={"X-Cache": outcome})
     except (OriginError, WaitTimeout, redis.exceptions.RedisError) as exc:
-        pod.outcomes["error"] += 1
+        pod.outcomes[Outcome.ERROR] += 1
         detail = _unavailable(exc)
-        headers = {**RETRY_AFTER, "X-Cache": "error"}
+        headers = {**RETRY_AFTER, "X-Cache": Outcome.ERROR}
         return JSONResponse({"detail": detail}, 503, headers=headers)
     pod.outcomes[fetched.outcome] += 1
     return JSONResponse(fetched.value, headers={"X-Cache": fetched.outcome})

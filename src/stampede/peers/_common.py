@@ -18,6 +18,7 @@ from redis.asyncio import Redis
 
 from stampede.config import StrategyConfig
 from stampede.envelope import Fetched
+from stampede.outcomes import Outcome
 from stampede.strategies.base import Deps, Loader, Strategy
 
 __all__ = ["Close", "DecoratedPeer", "Fetch", "Traced", "redis_url"]
@@ -54,11 +55,11 @@ class Traced:
         return value
 
     @property
-    def outcome(self) -> str:
+    def outcome(self) -> Outcome:
         """Read it as soon as the library answers, before the next ``await``."""
         if self.finished:
-            return "miss"
-        return "early_refresh" if self.called else "hit"
+            return Outcome.MISS
+        return Outcome.EARLY_REFRESH if self.called else Outcome.HIT
 
 
 class DecoratedPeer(Strategy):

@@ -9,6 +9,7 @@ lock still lets only one of them read the origin.
 from __future__ import annotations
 
 from stampede.envelope import MISS, Fetched
+from stampede.outcomes import Outcome
 from stampede.strategies.base import Loader
 from stampede.strategies.registry import register
 from stampede.strategies.single_flight import SingleFlight
@@ -28,5 +29,5 @@ class FixedCutoff(SingleFlight):
         if entry.age(self.deps.clock()) >= self.config.cutoff * lifetime:
             self.counters["early_attempts"] += 1
             if await self.refresh_in_background(item, load, entry):
-                return Fetched(entry.value, "early_refresh")
-        return Fetched(entry.value, "hit")
+                return Fetched(entry.value, Outcome.EARLY_REFRESH)
+        return Fetched(entry.value, Outcome.HIT)

@@ -12,6 +12,7 @@ from collections import defaultdict
 
 from stampede.config import StrategyConfig
 from stampede.envelope import MISS, Fetched
+from stampede.outcomes import Outcome
 from stampede.strategies.base import Deps, Loader, Strategy
 from stampede.strategies.registry import register
 
@@ -29,13 +30,13 @@ class LocalLock(Strategy):
     async def get(self, item: int, load: Loader) -> Fetched:
         entry = await self.store.get(item)
         if entry is not MISS:
-            return Fetched(entry.value, "hit")
+            return Fetched(entry.value, Outcome.HIT)
         lock = self._locks[item]
         waited = lock.locked()
         async with lock:
             entry = await self.store.get(item)  # another task of this pod may have filled it
             if entry is not MISS:
-                return Fetched(entry.value, "wait_hit" if waited else "hit")
+                return Fetched(entry.value, Outcome.WAIT_HIT if waited else Outcome.HIT)
             entry = await self.read_origin(item, load)
             await self.store.put(item, entry, self.hard_ttl_s(entry), lock=None)
-        return Fetched(entry.value, "miss")
+        return Fetched(entry.value, Outcome.MISS)

@@ -9,6 +9,7 @@ against it.
 from __future__ import annotations
 
 from stampede.envelope import MISS, Fetched
+from stampede.outcomes import Outcome
 from stampede.strategies.base import Loader, Strategy
 from stampede.strategies.registry import register
 
@@ -22,10 +23,10 @@ class Naive(Strategy):
     async def get(self, item: int, load: Loader) -> Fetched:
         entry = await self.store.get(item)
         if entry is not MISS:
-            return Fetched(entry.value, "hit")
+            return Fetched(entry.value, Outcome.HIT)
         entry = await self.read_origin(item, load)
         await self.store.put(item, entry, self.hard_ttl_s(entry), lock=None)
-        return Fetched(entry.value, "miss")
+        return Fetched(entry.value, Outcome.MISS)
 
 
 @register

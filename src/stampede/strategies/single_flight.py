@@ -26,6 +26,7 @@ from stampede.config import StrategyConfig
 from stampede.envelope import MISS, Entry, Fetched, Miss
 from stampede.errors import WaitTimeout
 from stampede.lock import RedisLock
+from stampede.outcomes import Outcome
 from stampede.strategies.base import Deps, Loader, Strategy
 from stampede.strategies.registry import register
 
@@ -45,7 +46,7 @@ class SingleFlight(Strategy):
     async def get(self, item: int, load: Loader) -> Fetched:
         entry = await self.store.get(item)
         if entry is not MISS:
-            return Fetched(entry.value, "hit")
+            return Fetched(entry.value, Outcome.HIT)
         return await self.load_once(item, load)
 
     async def load_once(self, item: int, load: Loader) -> Fetched:
@@ -64,7 +65,7 @@ class SingleFlight(Strategy):
             finally:
                 self._unregister(item, waiter)
             if entry is not MISS:
-                return Fetched(entry.value, "wait_hit")
+                return Fetched(entry.value, Outcome.WAIT_HIT)
             # no value yet: the holder may have failed or lost Redis; try the lock again
 
     async def refresh_in_background(self, item: int, load: Loader, seen: Entry) -> bool:
@@ -94,12 +95,12 @@ class SingleFlight(Strategy):
             async with lock.hold(renew=self.config.renew):
                 found = await self.store.get(item)  # filled between our miss and our lock?
                 if found is not MISS:
-                    return Fetched(found.value, "wait_hit" if waited else "hit")
+                    return Fetched(found.value, Outcome.WAIT_HIT if waited else Outcome.HIT)
                 entry = await self._refresh(item, load, lock)
         finally:
             if entry is None:  # after release: a failed refresh wakes its waiters to retry
                 await self._announce(item, None)
-        return Fetched(entry.value, "miss")
+        return Fetched(entry.value, Outcome.MISS)
 
     async def _refresh_held(self, item: int, load: Loader, lock: RedisLock) -> None:
         entry: Entry | None = None

@@ -14,6 +14,7 @@ same one read per cycle as single-flight) or a cold start. Semantics follow HTTP
 from __future__ import annotations
 
 from stampede.envelope import MISS, Entry, Fetched
+from stampede.outcomes import Outcome
 from stampede.strategies.base import Loader
 from stampede.strategies.registry import register
 from stampede.strategies.single_flight import SingleFlight
@@ -35,8 +36,8 @@ class StaleWhileRevalidate(SingleFlight):
         if entry.is_fresh(self.deps.clock()):
             return await self.serve_fresh(item, load, entry)
         await self.refresh_in_background(item, load, entry)
-        return Fetched(entry.value, "stale")
+        return Fetched(entry.value, Outcome.STALE)
 
     async def serve_fresh(self, item: int, load: Loader, entry: Entry) -> Fetched:
         """A fresh value is a plain hit here; ``recommended`` adds XFetch on this path."""
-        return Fetched(entry.value, "hit")
+        return Fetched(entry.value, Outcome.HIT)

@@ -18,6 +18,7 @@ import math
 import random
 
 from stampede.envelope import MISS, Entry, Fetched
+from stampede.outcomes import Outcome
 from stampede.strategies.base import Loader
 from stampede.strategies.registry import register
 from stampede.strategies.single_flight import SingleFlight
@@ -48,5 +49,5 @@ class XFetch(SingleFlight):
         if should_refresh_early(entry, self.deps.clock(), self.config.beta, self.deps.rng):
             self.counters["early_attempts"] += 1
             if await self.refresh_in_background(item, load, entry):
-                return Fetched(entry.value, "early_refresh")
-        return Fetched(entry.value, "hit")
+                return Fetched(entry.value, Outcome.EARLY_REFRESH)
+        return Fetched(entry.value, Outcome.HIT)
