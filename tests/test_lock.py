@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 import pytest
+import redis
 from redis.asyncio import Redis
 
-from stampede.lock import RedisLock
+from stampede.lock import WATCHDOG_STOP_S, Claim, RedisLock
 from tests.helpers import eventually
 
 KEY = "lock:item:1"
@@ -181,3 +183,108 @@ async def test_hold_releases_when_the_body_raises(redis_client: Redis) -> None:
         async with lock.hold():
             _ = 1 / 0
     assert await redis_client.exists(KEY) == 0
+
+
+async def test_claim_takes_a_free_lock(redis_client: Redis) -> None:
+    lock = RedisLock(redis_client, KEY, 10_000)
+    assert await lock.claim("item:1", "missing:item:1") == (Claim.WON, None)
+    assert lock.held
+    assert (await redis_client.get(KEY)).decode() == lock.token
+
+
+async def test_claim_of_a_held_lock_is_held_and_keeps_nothing(redis_client: Redis) -> None:
+    holder = RedisLock(redis_client, KEY, 10_000)
+    assert await holder.acquire()
+    waiter = RedisLock(redis_client, KEY, 10_000)
+    assert await waiter.claim("item:1", "missing:item:1") == (Claim.HELD, None)
+    assert not waiter.held
+    assert (await redis_client.get(KEY)).decode() == holder.token
+
+
+async def test_claim_returns_a_value_that_appeared_and_leaves_no_lock(redis_client: Redis) -> None:
+    await redis_client.set("item:1", b"the value")
+    lock = RedisLock(redis_client, KEY, 10_000)
+    assert await lock.claim("item:1", "missing:item:1") == (Claim.FILLED, b"the value")
+    assert not lock.held
+    assert await redis_client.exists(KEY) == 0
+
+
+async def test_claim_sees_a_remembered_404_and_leaves_no_lock(redis_client: Redis) -> None:
+    await redis_client.set("missing:item:1", b"1")
+    lock = RedisLock(redis_client, KEY, 10_000)
+    assert await lock.claim("item:1", "missing:item:1") == (Claim.MISSING, None)
+    assert not lock.held
+    assert await redis_client.exists(KEY) == 0
+
+
+def test_fill_writes_then_publishes_then_releases(redis_url: str) -> None:
+    """The order that lets a woken waiter skip the lock: value, message, release.
+
+    Read from ``MONITOR``, which lists the commands a script runs, in the order it runs them.
+    """
+    sync = redis.Redis.from_url(redis_url)
+
+    async def fill() -> tuple[bool, RedisLock]:
+        client = Redis.from_url(redis_url)
+        try:
+            lock = RedisLock(client, KEY, 10_000)
+            assert await lock.acquire()
+            return await lock.fill("item:1", b"v", 5_000, "chan", b"1 v"), lock
+        finally:
+            await client.aclose()
+
+    with sync.monitor() as monitor:
+        ok, lock = asyncio.run(fill())
+        seen = []
+        for _ in range(20):
+            command = monitor.next_command()["command"].lower()
+            if command.startswith(("set item:1", "publish", "del")):
+                seen.append(command.split()[0])
+            if command.startswith("del"):
+                break
+    assert ok and not lock.held
+    assert seen == ["set", "publish", "del"]
+    assert sync.get("item:1") == b"v"
+    assert sync.exists(KEY) == 0
+    sync.flushall()
+    sync.close()
+
+
+async def test_fill_after_losing_the_lock_writes_nothing_but_publishes(
+    redis_client: Redis,
+) -> None:
+    lock = RedisLock(redis_client, KEY, 10_000)
+    assert await lock.acquire()
+    await redis_client.set(KEY, "someone else")
+    async with redis_client.pubsub() as pubsub:
+        await pubsub.subscribe("chan")
+        await pubsub.get_message(timeout=1)  # the subscribe confirmation
+        assert not await lock.fill("item:1", b"v", 5_000, "chan", b"1 v")
+        message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=2)
+    assert message is not None and message["data"] == b"1 v"
+    assert lock.lost and not lock.held
+    assert await redis_client.exists("item:1") == 0
+    assert (await redis_client.get(KEY)) == b"someone else"
+
+
+async def test_hold_is_bounded_when_renew_swallows_its_cancel(
+    redis_client: Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """redis-py can swallow a cancel inside a command; hold() must still end and release."""
+    lock = RedisLock(redis_client, KEY, lease_ms=300)
+    renewing = asyncio.Event()
+
+    async def stubborn_renew() -> bool:
+        renewing.set()
+        with contextlib.suppress(asyncio.CancelledError):  # swallowed, as redis-py can
+            await asyncio.sleep(3600)
+        await asyncio.sleep(60)
+        return True
+
+    monkeypatch.setattr(lock, "renew", stubborn_renew)
+    assert await lock.acquire()
+    async with asyncio.timeout(WATCHDOG_STOP_S + 5):  # a hang fails here, not at pytest's limit
+        async with lock.hold(renew=True):
+            await renewing.wait()
+    assert await redis_client.exists(KEY) == 0
+    assert not lock.held

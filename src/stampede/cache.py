@@ -21,7 +21,7 @@ from collections.abc import Callable
 from redis.asyncio import Redis
 
 from stampede.envelope import MISS, Entry, Miss
-from stampede.lock import RedisLock
+from stampede.lock import Claim, RedisLock
 
 __all__ = ["READY_CHANNEL", "CacheStore", "ReadyNotifier", "Waiter", "jittered_ttl"]
 
@@ -81,6 +81,29 @@ class CacheStore:
             return await lock.fenced_set(self.key(item), entry.dumps(), ttl_ms)
         await self.redis.set(self.key(item), entry.dumps(), px=ttl_ms)
         return True
+
+    async def claim(self, item: int, lock: RedisLock) -> Entry | Claim:
+        """The cold path's one round trip: take ``lock``, or learn the value or the 404.
+
+        Returns the entry if one appeared since the caller's miss, else :attr:`Claim.WON`
+        (``lock`` is held: read the origin), :attr:`Claim.HELD` (wait) or
+        :attr:`Claim.MISSING` (a remembered 404).
+        """
+        found, raw = await lock.claim(self.key(item), self.missing_key(item))
+        return Entry.loads(raw) if raw is not None else found
+
+    async def fill(
+        self, item: int, entry: Entry, hard_ttl_s: float, lock: RedisLock, *, announce: bool
+    ) -> bool:
+        """The refresh's one round trip: fenced write, the ready message, release.
+
+        Returns ``False`` when the fence refused the write (the lock was no longer ours).
+        """
+        body = entry.dumps()
+        channel, message = (READY_CHANNEL, f"{item} {body}") if announce else ("", "")
+        return await lock.fill(
+            self.key(item), body, max(1, round(hard_ttl_s * 1000)), channel, message
+        )
 
     async def announce(self, item: int, entry: Entry | None) -> None:
         """Tell waiters on every pod that the refresh of ``item`` ended, with its value."""

@@ -8,6 +8,7 @@
     │   └── ProcessFailed      a pod or Redis died or never became ready
     ├── OriginError            the origin could not answer (maps to 503)
     │   └── ItemNotFound       no such item (maps to 404)
+    │       └── RememberedMissing  ... answered from the negative cache, no origin read
     ├── WaitTimeout            a waiter gave up on the refresher (maps to 503)
     └── LostRequests           a run could not account for every request it sent
 
@@ -25,6 +26,7 @@ __all__ = [
     "PortInUse",
     "ProcessFailed",
     "RedisNotFound",
+    "RememberedMissing",
     "StampedeError",
     "WaitTimeout",
 ]
@@ -60,6 +62,10 @@ class OriginError(StampedeError):
 
 class ItemNotFound(OriginError):
     """The origin has no row for this id; the pod answers 404."""
+
+
+class RememberedMissing(ItemNotFound):
+    """A 404 answered from the negative cache (``missing:item:{id}``), without the origin."""
 
 
 class WaitTimeout(StampedeError):

@@ -52,9 +52,9 @@ POD_START_TIMEOUT_S = 90.0
 def pod_command(port: int, host: str = "127.0.0.1") -> list[str]:
     """The pod's command line; the compose file runs the same one."""
     return [
-        sys.executable, "-m", "uvicorn", "stampede.pod:create_app", "--factory",
+        sys.executable, "-m", "uvicorn", "stampede.pod:create_server", "--factory",
         "--host", host, "--port", str(port), "--no-access-log", "--log-level", "warning",
-        "--loop", "uvloop", "--http", "httptools",
+        "--loop", "uvloop", "--http", "httptools", "--no-proxy-headers",
     ]  # fmt: skip
 
 

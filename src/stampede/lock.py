@@ -16,15 +16,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import enum
 import logging
 import secrets
 from collections.abc import AsyncIterator
 
 from redis.asyncio import Redis
 
-__all__ = ["RedisLock"]
+__all__ = ["Claim", "RedisLock"]
 
 log = logging.getLogger(__name__)
+
+WATCHDOG_STOP_S = 1.0  # how long hold() waits for a cancelled watchdog before releasing
 
 # KEYS[1] lock key
 # ARGV[1] token of this acquisition
@@ -58,6 +61,58 @@ return 0
 """
 
 
+# KEYS[1] lock key, KEYS[2] value key, KEYS[3] negative-entry key
+# ARGV[1] token of this acquisition, ARGV[2] lease in ms
+# return  {0} another caller holds the lock; {1} taken, and there is neither a value nor a
+#         negative entry; {2, value} the value appeared meanwhile (lock not kept);
+#         {3} a negative entry says the item does not exist (lock not kept)
+CLAIM = """
+if not redis.call('set', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
+    return {0}
+end
+local value = redis.call('get', KEYS[2])
+if value then
+    redis.call('del', KEYS[1])
+    return {2, value}
+end
+if redis.call('exists', KEYS[3]) == 1 then
+    redis.call('del', KEYS[1])
+    return {3}
+end
+return {1}
+"""
+
+# KEYS[1] lock key, KEYS[2] value key
+# ARGV[1] token of this acquisition, ARGV[2] value, ARGV[3] value TTL in ms,
+# ARGV[4] channel ('' for none), ARGV[5] message
+# return  1 if the token held the lock: value written, message published, lock released;
+#         0 if it did not: nothing written or released, the message published all the same
+#         (the value is fresh; the newer holder writes its own)
+FILL = """
+local ours = redis.call('get', KEYS[1]) == ARGV[1]
+if ours then
+    redis.call('set', KEYS[2], ARGV[2], 'PX', ARGV[3])
+end
+if ARGV[4] ~= '' then
+    redis.call('publish', ARGV[4], ARGV[5])
+end
+if ours then
+    redis.call('del', KEYS[1])
+    return 1
+end
+return 0
+"""
+
+
+class Claim(enum.Enum):
+    """What :meth:`RedisLock.claim` found besides the lock."""
+
+    HELD = 0  # another caller holds the lock: wait for it
+    WON = 1  # this acquisition holds the lock: read the origin
+    FILLED = 2  # the value appeared between the caller's miss and its claim
+    MISSING = 3  # a negative entry: the origin said 404 a moment ago
+
+
 class RedisLock:
     """One acquisition of the lock on ``key``; ``lease_ms`` bounds a dead holder's grip."""
 
@@ -67,6 +122,7 @@ class RedisLock:
         self.lease_ms = lease_ms
         self.token: str | None = None
         self.lost = False  # set when a renewal found another holder
+        self._holding = False  # inside hold(): the watchdog may renew
 
     @property
     def held(self) -> bool:
@@ -81,6 +137,42 @@ class RedisLock:
             self.token = token
             return True
         return False
+
+    async def claim(self, value_key: str, missing_key: str) -> tuple[Claim, bytes | None]:
+        """Take the lock unless the value or a negative entry is there: one round trip.
+
+        The cold path's first step. ``SET NX`` plus the re-check of the value plus the
+        negative cache in one script, where :meth:`acquire` and two more reads took three
+        round trips. Only a winner keeps the lock (:attr:`Claim.WON`); the value comes back
+        with :attr:`Claim.FILLED`.
+        """
+        if self.token is not None:
+            raise RuntimeError(f"lock {self.key} is already held by this object")
+        token = secrets.token_hex(16)
+        keys = (self.key, value_key, missing_key)
+        reply = await self.redis.eval(CLAIM, 3, *keys, token, self.lease_ms)
+        found = Claim(int(reply[0]))
+        if found is Claim.WON:
+            self.token = token
+        return found, reply[1] if found is Claim.FILLED else None
+
+    async def fill(
+        self, key: str, value: str | bytes, ttl_ms: int, channel: str, message: bytes | str
+    ) -> bool:
+        """Write ``value`` through the fence, publish ``message``, release: one round trip.
+
+        The refresh's last step (``channel`` ``""`` publishes nothing). Returns whether the
+        lock was still ours; if not, nothing was written or released (:attr:`lost`).
+        """
+        if self.token is None:
+            return False
+        args = (self.token, value, max(1, ttl_ms), channel, message)
+        ok = bool(await self.redis.eval(FILL, 2, self.key, key, *args))
+        self.token = None  # released, or no longer ours: either way nothing left to release
+        if not ok:
+            self.lost = True
+            log.warning("fenced write of %s refused: lock %s no longer ours", key, self.key)
+        return ok
 
     async def release(self) -> bool:
         """Delete the lock if this acquisition still holds it; ``False`` if it had expired."""
@@ -118,21 +210,29 @@ class RedisLock:
         """Keep the lease alive (every third of it) while the body runs; release after.
 
         The release runs in ``finally``, so a cancelled refresh never leaves its lock behind.
+        Every wait here is bounded: redis-py can swallow a cancel that lands inside a command,
+        so the watchdog is given :data:`WATCHDOG_STOP_S` to end, and it stops renewing at its
+        next wake-up whatever happened (a lock whose release failed then lapses with its
+        lease instead of being renewed forever).
         """
+        self._holding = True
         watchdog = asyncio.create_task(self._renew_forever()) if renew else None
         try:
             yield self
         finally:
+            self._holding = False
             try:
                 if watchdog is not None:
                     watchdog.cancel()
-                    await asyncio.wait([watchdog])  # never re-raises the watchdog's cancel
+                    await asyncio.wait([watchdog], timeout=WATCHDOG_STOP_S)
             finally:
                 await asyncio.shield(self.release())
 
     async def _renew_forever(self) -> None:
-        while self.token is not None and not self.lost:
+        while self._holding and self.token is not None and not self.lost:
             await asyncio.sleep(self.lease_ms / 3000)
+            if not self._holding:
+                return
             try:
                 if not await self.renew():
                     return

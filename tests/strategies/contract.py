@@ -136,7 +136,13 @@ class StrategyContract:
     ) -> None:
         with pytest.raises(ItemNotFound):
             await subject.get(999_999, loader(origin, 999_999))
-        assert await redis_client.keys("*") == []
+        # no value and no lock: only the negative entry, for ``negative_ttl_s``
+        assert await redis_client.keys("*") == [b"missing:item:999999"]
+        ttl_ms = await redis_client.pttl("missing:item:999999")
+        assert 0 < ttl_ms <= subject.config.negative_ttl_s * 1000
+        with pytest.raises(ItemNotFound):  # remembered: the origin is not asked again
+            await subject.get(999_999, loader(origin, 999_999))
+        assert [r.item for r in origin.reads].count(999_999) == 1
 
     async def test_concurrent_origin_errors_reach_every_caller(
         self, subject: Strategy, origin: Origin, redis_client: Redis

@@ -14,6 +14,7 @@ from stampede.cache import CacheStore
 from stampede.envelope import Entry
 from stampede.errors import OriginError, WaitTimeout
 from stampede.origin import Origin
+from stampede.strategies import Strategy
 from tests.helpers import MakeStrategy
 from tests.strategies.contract import LOCK_KEY, StrategyContract, loader
 
@@ -133,10 +134,14 @@ async def test_notify_waiters_take_the_value_from_the_message(
 
 
 async def announcements_with_lock_state(
-    make_strategy: MakeStrategy, origin: Origin, redis: Redis, monkeypatch: pytest.MonkeyPatch
+    make_strategy: MakeStrategy,
+    origin: Origin,
+    redis: Redis,
+    monkeypatch: pytest.MonkeyPatch,
+    strategy: Strategy | None = None,
 ) -> list[tuple[bool, bool]]:
     """One cold get in notify mode; per announcement: (carried a value, lock held at publish)."""
-    strategy = make_strategy("single_flight", wait="notify")
+    strategy = strategy or make_strategy("single_flight", wait="notify")
     publish = strategy.store.announce
     seen: list[tuple[bool, bool]] = []
 
@@ -156,9 +161,26 @@ async def test_notify_announces_the_value_before_releasing_the_lock(
     redis_client: Redis,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """Publishing inside the lock takes the release's round trip off every waiter's wait."""
-    seen = await announcements_with_lock_state(make_strategy, origin, redis_client, monkeypatch)
-    assert seen == [(True, True)]
+    """Publishing inside the lock takes the release's round trip off every waiter's wait.
+
+    The value's message goes out from the fill script, between its write and its release
+    (the order is checked in ``tests/test_lock.py``), never as a separate announcement.
+    """
+    fills: list[bool] = []
+    strategy = make_strategy("single_flight", wait="notify")
+    fill = strategy.store.fill
+
+    async def spy(*args: Any, announce: bool) -> bool:
+        fills.append(announce)
+        return await fill(*args, announce=announce)
+
+    monkeypatch.setattr(strategy.store, "fill", spy)
+    seen = await announcements_with_lock_state(
+        make_strategy, origin, redis_client, monkeypatch, strategy
+    )
+    assert fills == [True]
+    assert seen == []
+    assert await redis_client.exists(LOCK_KEY) == 0
 
 
 async def test_notify_announces_a_failure_after_releasing_the_lock(

@@ -39,18 +39,20 @@ def redis_url(redis: Redis) -> str:
 class Traced:
     """One request's loader: reads the origin through ``load`` and remembers that it did."""
 
-    __slots__ = ("_load", "_strategy", "called", "finished")
+    __slots__ = ("_item", "_load", "_strategy", "called", "finished")
 
-    def __init__(self, strategy: Strategy, load: Loader) -> None:
+    def __init__(self, strategy: Strategy, item: int, load: Loader) -> None:
         self._strategy = strategy
+        self._item = item
         self._load = load
         self.called = False
         self.finished = False
 
     async def __call__(self) -> dict[str, Any]:
         self.called = True
+        await self._strategy.check_missing(self._item)  # the negative cache, as for ours
         self._strategy.counters["origin_calls"] += 1
-        value = await self._load()
+        value = await self._strategy.load_remembering_404(self._item, self._load)
         self.finished = True
         return value
 
@@ -82,7 +84,7 @@ class DecoratedPeer(Strategy):
     async def get(self, item: int, load: Loader) -> Fetched:
         if self._fetch is None:
             self._fetch, self._close = self._build()
-        traced = Traced(self, load)
+        traced = Traced(self, item, load)
         value = await self._fetch(item, traced)
         return Fetched(value, traced.outcome)
 

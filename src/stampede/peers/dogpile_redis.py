@@ -85,7 +85,7 @@ class DogpileRedis(Strategy):
         if self._region is None:
             self._region = self._build()
         loop = asyncio.get_running_loop()
-        traced = Traced(self, load)
+        traced = Traced(self, item, load)
 
         def creator() -> dict[str, Any]:  # runs in dogpile's thread; the read runs on our loop
             return asyncio.run_coroutine_threadsafe(traced(), loop).result()

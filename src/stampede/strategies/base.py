@@ -22,6 +22,7 @@ from redis.asyncio import Redis
 from stampede.cache import CacheStore, ReadyNotifier, jittered_ttl
 from stampede.config import StrategyConfig
 from stampede.envelope import Entry, Fetched
+from stampede.errors import ItemNotFound, RememberedMissing
 
 __all__ = ["Deps", "Loader", "Strategy"]
 
@@ -37,7 +38,8 @@ class Deps:
     redis: Redis
     store: CacheStore
     notifier: ReadyNotifier | None = None
-    clock: Callable[[], float] = time.time
+    clock: Callable[[], float] = time.time  # epoch: entries' times are shared by every pod
+    monotonic: Callable[[], float] = time.monotonic  # durations: waiters' deadlines
     rng: random.Random = field(default_factory=random.Random)
 
 
@@ -63,14 +65,44 @@ class Strategy(ABC):
         """How long past its soft expiry a value may still be served (0: never)."""
         return 0.0
 
-    async def read_origin(self, item: int, load: Loader) -> Entry:
-        """Call the origin once and wrap the value with its recompute time and soft expiry."""
+    async def read_origin(
+        self, item: int, load: Loader, *, negatives_checked: bool = False
+    ) -> Entry:
+        """Call the origin once and wrap the value with its recompute time and soft expiry.
+
+        The read sits behind the negative cache of 404s (:meth:`check_missing`);
+        ``negatives_checked`` skips its lookup when the caller's lock claim already made it.
+        """
+        if not negatives_checked:
+            await self.check_missing(item)
         started = self.deps.clock()
-        value = await load()
+        value = await self.load_remembering_404(item, load)
         now = self.deps.clock()
         soft_ttl = jittered_ttl(self.config.ttl_s, self.jitter, self.deps.rng)
         self.counters["origin_calls"] += 1
         return Entry(value=value, created_at=now, delta=now - started, soft_expiry=now + soft_ttl)
+
+    async def check_missing(self, item: int) -> None:
+        """Raise :class:`RememberedMissing` if the origin said 404 within the negative TTL."""
+        if self.config.negative_ttl_s and await self.store.is_missing(item):
+            raise self.remembered_missing(item)
+
+    def remembered_missing(self, item: int) -> RememberedMissing:
+        ttl = self.config.negative_ttl_s
+        return RememberedMissing(f"item {item} does not exist (remembered for {ttl:g} s)")
+
+    async def load_remembering_404(self, item: int, load: Loader) -> dict[str, Any]:
+        """``load()``; a 404 is remembered for ``negative_ttl_s`` (``missing:item:{id}``).
+
+        With :meth:`check_missing` before it, a flood of unknown ids reads the origin once
+        per id and TTL, not once per request, under every strategy (the peers' loaders too).
+        """
+        try:
+            return await load()
+        except ItemNotFound:
+            if ttl := self.config.negative_ttl_s:
+                await self.store.mark_missing(item, ttl)
+            raise
 
     def hard_ttl_s(self, entry: Entry) -> float:
         """Redis' TTL for ``entry``: its soft lifetime plus the stale window."""

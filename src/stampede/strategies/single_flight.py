@@ -25,7 +25,7 @@ from stampede.cache import Waiter
 from stampede.config import StrategyConfig
 from stampede.envelope import MISS, Entry, Fetched, Miss
 from stampede.errors import WaitTimeout
-from stampede.lock import RedisLock
+from stampede.lock import Claim, RedisLock
 from stampede.outcomes import Outcome
 from stampede.strategies.base import Deps, Loader, Strategy
 from stampede.strategies.registry import register
@@ -50,15 +50,24 @@ class SingleFlight(Strategy):
         return await self.load_once(item, load)
 
     async def load_once(self, item: int, load: Loader) -> Fetched:
-        """The cold path: become the one refresher, or wait for it."""
-        deadline = self.deps.clock() + self.config.wait_timeout_s
+        """The cold path: become the one refresher, or wait for it.
+
+        One round trip decides (:meth:`CacheStore.claim`): the lock is ours, someone else's,
+        or the value (or a remembered 404) turned up since our miss.
+        """
+        deadline = self.deps.monotonic() + self.config.wait_timeout_s
         waited = False
         while True:
             waiter = self._register(item)
             try:
                 lock = self.store.lock(item, self.config.lease_ms)
-                if await lock.acquire():
-                    return await self._refresh_as_winner(item, load, lock, waited)
+                claimed = await self.store.claim(item, lock)
+                if claimed is Claim.WON:
+                    return await self._refresh_as_winner(item, load, lock)
+                if claimed is Claim.MISSING:
+                    raise self.remembered_missing(item)
+                if isinstance(claimed, Entry):  # filled between our miss and our claim
+                    return Fetched(claimed.value, Outcome.WAIT_HIT if waited else Outcome.HIT)
                 waited = True
                 self.counters["waits"] += 1
                 entry = await self._wait(item, waiter, deadline)
@@ -79,24 +88,25 @@ class SingleFlight(Strategy):
         lock = self.store.lock(item, self.config.lease_ms)
         if not await lock.acquire():
             return False
-        current = await self.store.get(item)
-        if isinstance(current, Entry) and current.created_at > seen.created_at:
-            await lock.release()
-            return False
-        self._refreshing.add(item)
-        self.spawn(self._refresh_held(item, load, lock), name=f"refresh:{item}")
+        try:
+            current = await self.store.get(item)
+            if isinstance(current, Entry) and current.created_at > seen.created_at:
+                await lock.release()
+                return False
+            self._refreshing.add(item)
+            self.spawn(self._refresh_held(item, load, lock), name=f"refresh:{item}")
+        except BaseException:
+            # a cancel or a Redis error between the acquire and the spawn: no orphan lock
+            self._refreshing.discard(item)
+            await asyncio.shield(_release_quietly(lock))
+            raise
         return True
 
-    async def _refresh_as_winner(
-        self, item: int, load: Loader, lock: RedisLock, waited: bool
-    ) -> Fetched:
+    async def _refresh_as_winner(self, item: int, load: Loader, lock: RedisLock) -> Fetched:
         entry: Entry | None = None
         try:
             async with lock.hold(renew=self.config.renew):
-                found = await self.store.get(item)  # filled between our miss and our lock?
-                if found is not MISS:
-                    return Fetched(found.value, Outcome.WAIT_HIT if waited else Outcome.HIT)
-                entry = await self._refresh(item, load, lock)
+                entry = await self._refresh(item, load, lock, negatives_checked=True)
         finally:
             if entry is None:  # after release: a failed refresh wakes its waiters to retry
                 await self._announce(item, None)
@@ -106,22 +116,24 @@ class SingleFlight(Strategy):
         entry: Entry | None = None
         try:
             async with lock.hold(renew=self.config.renew):
-                entry = await self._refresh(item, load, lock)
+                entry = await self._refresh(item, load, lock, negatives_checked=True)
         finally:
             self._refreshing.discard(item)
             if entry is None:
                 await self._announce(item, None)
 
-    async def _refresh(self, item: int, load: Loader, lock: RedisLock) -> Entry:
-        """Read the origin, write through the fence, announce the value; the lock is held.
+    async def _refresh(
+        self, item: int, load: Loader, lock: RedisLock, *, negatives_checked: bool
+    ) -> Entry:
+        """Read the origin; then write through the fence, announce, release: one round trip.
 
         Announcing before the release takes one Redis round trip off every waiter's wait:
         they take the value from the message and never need the lock.
         """
-        entry = await self.read_origin(item, load)
-        if not await self.store.put(item, entry, self.hard_ttl_s(entry), lock):
+        entry = await self.read_origin(item, load, negatives_checked=negatives_checked)
+        notify = self.config.wait == "notify"
+        if not await self.store.fill(item, entry, self.hard_ttl_s(entry), lock, announce=notify):
             self.counters["fence_refused"] += 1  # a newer holder writes; our value is still fresh
-        await self._announce(item, entry)
         return entry
 
     async def _announce(self, item: int, entry: Entry | None) -> None:
@@ -141,7 +153,7 @@ class SingleFlight(Strategy):
             self.deps.notifier.unregister(item, waiter)
 
     async def _wait(self, item: int, waiter: Waiter | None, deadline: float) -> Entry | Miss:
-        remaining = deadline - self.deps.clock()
+        remaining = deadline - self.deps.monotonic()
         if remaining <= 0:
             self.counters["wait_timeouts"] += 1
             raise WaitTimeout(
@@ -158,3 +170,8 @@ class SingleFlight(Strategy):
             if waiter.entry is not None:
                 return waiter.entry  # the value came with the message: no GET
         return await self.store.get(item)
+
+
+async def _release_quietly(lock: RedisLock) -> None:
+    with contextlib.suppress(RedisError):
+        await lock.release()
