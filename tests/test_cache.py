@@ -64,7 +64,7 @@ def test_key_layout_is_what_every_pod_agrees_on() -> None:
 async def test_store_round_trips_an_entry_with_its_hard_ttl(redis_client: Redis) -> None:
     store = CacheStore(redis_client)
     assert await store.get(1) is MISS
-    entry = Entry(value={"id": 1}, created_at=100.0, delta=0.2, soft_expiry=105.0)
+    entry = Entry(value=b'{"id":1}', created_at=100.0, delta=0.2, soft_expiry=105.0)
     assert await store.put(1, entry, hard_ttl_s=7.5, lock=None)
     assert await store.get(1) == entry
     assert 7_000 < await redis_client.pttl("item:1") <= 7_500
@@ -75,7 +75,7 @@ async def test_store_put_through_a_lost_lock_writes_nothing(redis_client: Redis)
     lock = store.lock(1, lease_ms=10_000)
     assert await lock.acquire()
     await redis_client.delete(store.lock_key(1))  # the lease is gone: someone else may hold it
-    entry = Entry(value={"id": 1}, created_at=1.0, delta=0.1, soft_expiry=6.0)
+    entry = Entry(value=b'{"id":1}', created_at=1.0, delta=0.1, soft_expiry=6.0)
     assert not await store.put(1, entry, 5.0, lock)
     assert await store.get(1) is MISS
 
@@ -91,7 +91,7 @@ async def test_notifier_wakes_local_waiters_with_the_announced_entry(
 ) -> None:
     store = CacheStore(redis_client)
     one, other = notifier.register(1), notifier.register(2)
-    entry = Entry(value={"id": 1}, created_at=1.0, delta=0.1, soft_expiry=6.0)
+    entry = Entry(value=b'{"id":1}', created_at=1.0, delta=0.1, soft_expiry=6.0)
     await store.announce(1, entry)
     await asyncio.wait_for(one.event.wait(), 5)
     assert one.entry == entry

@@ -136,7 +136,7 @@ def test_origin_errors_are_never_cached(fault_lab: Lab) -> None:
         assert keys
         for key in keys:
             entry = Entry.loads(client.get(key))
-            assert entry.value["id"] == int(key.decode().split(":")[1])
+            assert entry.data()["id"] == int(key.decode().split(":")[1])
 
 
 def test_a_flood_of_unknown_ids_reads_the_origin_once(fault_lab: Lab) -> None:
@@ -186,7 +186,7 @@ async def test_swr_serves_stale_if_the_origin_fails_and_caches_nothing(
     store = CacheStore(redis_client)
     config = StrategyConfig(strategy="swr", ttl_s=5, stale_s=5)
     swr = create_strategy(config, Deps(redis_client, store, clock=lambda: now[0]))
-    stale = Entry({"id": 3, "v": "old"}, created_at=990.0, delta=0.1, soft_expiry=995.0)
+    stale = Entry(b'{"id":3,"v":"old"}', created_at=990.0, delta=0.1, soft_expiry=995.0)
     await store.put(3, stale, 60, lock=None)
 
     async def failing() -> dict[str, Any]:

@@ -16,6 +16,7 @@ from redis.asyncio import Redis
 
 from stampede.cache import CacheStore
 from stampede.config import StrategyConfig
+from stampede.envelope import json_bytes
 from stampede.lab import Lab
 from stampede.strategies import Deps, Strategy, create_strategy, strategy_names
 
@@ -32,10 +33,10 @@ class CountingLoader:
         self.latency_s = latency_s
         self.calls = 0
 
-    async def __call__(self) -> dict[str, Any]:
+    async def __call__(self) -> bytes:
         self.calls += 1
         await asyncio.sleep(self.latency_s)
-        return {"id": self.item, "name": f"item {self.item}"}
+        return json_bytes({"id": self.item, "name": f"item {self.item}"})
 
 
 @pytest.fixture(params=list(peers.PEERS))
@@ -73,7 +74,8 @@ async def test_a_cold_miss_then_a_hit(peer: Strategy) -> None:
     first = await peer.get(11, load)
     second = await peer.get(11, load)
     assert (first.outcome, second.outcome) == ("miss", "hit")
-    assert first.value == second.value == {"id": 11, "name": "item 11"}
+    assert first.value == second.value
+    assert first.data() == {"id": 11, "name": "item 11"}
     assert load.calls == 1
     assert peer.counters["origin_calls"] == 1
 
@@ -81,7 +83,7 @@ async def test_a_cold_miss_then_a_hit(peer: Strategy) -> None:
 async def test_items_are_cached_independently(peer: Strategy) -> None:
     a, b = CountingLoader(1), CountingLoader(2)
     got = await asyncio.gather(peer.get(1, a), peer.get(2, b))
-    assert [f.value["id"] for f in got] == [1, 2]
+    assert [f.data()["id"] for f in got] == [1, 2]
     assert (a.calls, b.calls) == (1, 1)
 
 
@@ -95,7 +97,7 @@ async def test_inside_one_process_a_cold_key_is_read_once(peer: Strategy) -> Non
     load = CountingLoader(5, latency_s=0.2)
     results = await asyncio.gather(*(peer.get(5, load) for _ in range(CALLERS)))
     outcomes = Counter(r.outcome for r in results)
-    assert all(r.value == {"id": 5, "name": "item 5"} for r in results)
+    assert all(r.data() == {"id": 5, "name": "item 5"} for r in results)
     if peer.name == "aiocache":
         assert 1 <= load.calls <= CALLERS
     else:

@@ -110,3 +110,24 @@ def test_reset_clears_this_runs_tallies_but_keeps_the_cache(http: httpx.Client) 
     stats = http.get("/stats").json()
     assert stats["reads"] == [] and stats["outcomes"] == {}
     assert http.get("/items/6").headers["x-cache"] == "hit"
+
+
+def test_a_corrupt_cache_entry_is_503_not_500(http: httpx.Client, lab: Lab) -> None:
+    """A value that is not an envelope (a foreign writer, a truncated SET) is the cache's fault."""
+    with lab.redis() as client:
+        client.set("item:5", b"not an envelope", px=60_000)
+    resp = http.get("/items/5")
+    assert resp.status_code == 503
+    assert resp.headers["x-cache"] == "error"
+    assert resp.headers["retry-after"].isdigit()
+    assert "not an envelope" in one_line_detail(resp)
+
+
+def test_the_fast_path_answers_what_fastapi_documents(http: httpx.Client) -> None:
+    """Same bytes and headers as the route's own JSON (the fast path skips FastAPI)."""
+    resp = http.get("/items/7")
+    assert resp.headers["content-type"] == "application/json"
+    assert int(resp.headers["content-length"]) == len(resp.content)
+    assert resp.json()["id"] == 7
+    assert http.get("/items/007").json() == resp.json()  # FastAPI's int parsing, too
+    assert http.head("/items/7").status_code == 405  # not GET: FastAPI answers as before

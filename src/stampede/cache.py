@@ -17,10 +17,12 @@ import logging
 import random
 from collections import defaultdict
 from collections.abc import Callable
+from typing import cast
 
 from redis.asyncio import Redis
 
 from stampede.envelope import MISS, Entry, Miss
+from stampede.errors import CorruptEntry
 from stampede.lock import Claim, RedisLock
 
 __all__ = ["READY_CHANNEL", "CacheStore", "ReadyNotifier", "Waiter", "jittered_ttl"]
@@ -70,8 +72,8 @@ class CacheStore:
     def lock(self, item: int, lease_ms: int) -> RedisLock:
         return RedisLock(self.redis, self.lock_key(item), lease_ms)
 
-    async def get(self, item: int) -> Entry | Miss:
-        raw = await self.redis.get(self.key(item))
+    async def get(self, item: int) -> Entry | Miss:  # the hit path's one round trip
+        raw = cast("bytes | None", await self.redis.get(self.key(item)))  # no decode_responses
         return MISS if raw is None else Entry.loads(raw)
 
     async def put(self, item: int, entry: Entry, hard_ttl_s: float, lock: RedisLock | None) -> bool:
@@ -100,14 +102,14 @@ class CacheStore:
         Returns ``False`` when the fence refused the write (the lock was no longer ours).
         """
         body = entry.dumps()
-        channel, message = (READY_CHANNEL, f"{item} {body}") if announce else ("", "")
+        channel, message = (READY_CHANNEL, b"%d %b" % (item, body)) if announce else ("", b"")
         return await lock.fill(
             self.key(item), body, max(1, round(hard_ttl_s * 1000)), channel, message
         )
 
     async def announce(self, item: int, entry: Entry | None) -> None:
         """Tell waiters on every pod that the refresh of ``item`` ended, with its value."""
-        message = str(item) if entry is None else f"{item} {entry.dumps()}"
+        message = b"%d" % item if entry is None else b"%d %b" % (item, entry.dumps())
         await self.redis.publish(READY_CHANNEL, message)
 
 
@@ -177,8 +179,7 @@ class ReadyNotifier:
                     await pubsub.subscribe(READY_CHANNEL)
                     self._subscribed.set()
                     async for message in pubsub.listen():
-                        item, _, raw = message["data"].partition(b" ")
-                        self._wake(int(item), Entry.loads(raw) if raw else None)
+                        self._on_message(message["data"])
             except asyncio.CancelledError:
                 raise
             except Exception:
@@ -187,6 +188,21 @@ class ReadyNotifier:
                 await asyncio.sleep(0.1)
             finally:
                 await redis.aclose()
+
+    def _on_message(self, data: bytes) -> None:
+        """``b"<id> <entry>"`` wakes that item's waiters with the value, ``b"<id>"`` without.
+
+        Anything else is logged and dropped: a stray publish on the channel must neither
+        wake every waiter nor cost the subscription.
+        """
+        head, _, raw = data.partition(b" ")
+        try:
+            item = int(head)
+            entry = Entry.loads(raw) if raw else None
+        except (ValueError, CorruptEntry):
+            log.warning("ignored a non-ready message on %s: %r", READY_CHANNEL, data[:60])
+            return
+        self._wake(item, entry)
 
     def _wake(self, item: int, entry: Entry | None) -> None:
         for waiter in self._waiters.get(item, ()):

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import enum
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any, Final
 
+from stampede.errors import CorruptEntry
 from stampede.outcomes import Outcome
 
-__all__ = ["MISS", "Entry", "Fetched", "Miss"]
+__all__ = ["MISS", "Entry", "Fetched", "Miss", "json_bytes"]
 
 
 class Miss(enum.Enum):
@@ -38,9 +39,13 @@ MISS: Final = Miss.MISS
 
 @dataclass(frozen=True, slots=True)
 class Entry:
-    """A cached value with the facts needed to decide when to refresh it."""
+    """A cached value with the facts needed to decide when to refresh it.
 
-    value: dict[str, Any]
+    ``value`` is the item's JSON document as the origin produced it, kept as bytes from the
+    origin read to the HTTP response: a hit never parses or re-renders it.
+    """
+
+    value: bytes  # the item's JSON, answered as is
     created_at: float  # epoch seconds when the origin read finished
     delta: float  # seconds the origin read took (XFetch's recompute time)
     soft_expiry: float  # epoch seconds after which the value is stale
@@ -51,17 +56,47 @@ class Entry:
     def age(self, now: float) -> float:
         return now - self.created_at
 
-    def dumps(self) -> str:
-        return json.dumps(asdict(self), separators=(",", ":"))
+    def data(self) -> dict[str, Any]:
+        """The value parsed: for tests and readers, never on the request path."""
+        return _parse(self.value)
+
+    def dumps(self) -> bytes:
+        """``b"<created_at> <delta> <soft_expiry>\n<value>"``: a line of metadata, then the value.
+
+        Reading it back parses three floats, not the value: the hit path's only decoding.
+        """
+        return b"%r %r %r\n%b" % (self.created_at, self.delta, self.soft_expiry, self.value)
 
     @classmethod
-    def loads(cls, raw: str | bytes) -> Entry:
-        return cls(**json.loads(raw))
+    def loads(cls, raw: bytes) -> Entry:
+        """Parse :meth:`dumps`; anything else (foreign, truncated) is :class:`CorruptEntry`."""
+        head, newline, value = raw.partition(b"\n")
+        try:
+            created_at, delta, soft_expiry = (float(x) for x in head.split(b" "))
+        except ValueError:
+            raise CorruptEntry(f"cache entry is not an envelope: {raw[:60]!r}") from None
+        if not newline or not value:
+            raise CorruptEntry(f"cache entry has no value: {raw[:60]!r}")
+        return cls(value, created_at, delta, soft_expiry)
 
 
 @dataclass(frozen=True, slots=True)
 class Fetched:
-    """What a strategy hands back to the pod: the value and how it was obtained."""
+    """What a strategy hands back to the pod: the value (JSON bytes) and how it was obtained."""
 
-    value: dict[str, Any]
+    value: bytes
     outcome: Outcome
+
+    def data(self) -> dict[str, Any]:
+        """The value parsed: for tests and readers, never on the request path."""
+        return _parse(self.value)
+
+
+def json_bytes(content: Any) -> bytes:
+    """JSON as the pods answer it (and Starlette's ``JSONResponse`` renders it): compact, UTF-8."""
+    return json.dumps(content, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def _parse(value: bytes) -> dict[str, Any]:
+    parsed: dict[str, Any] = json.loads(value)
+    return parsed

@@ -10,6 +10,7 @@
     │   └── ItemNotFound       no such item (maps to 404)
     │       └── RememberedMissing  ... answered from the negative cache, no origin read
     ├── WaitTimeout            a waiter gave up on the refresher (maps to 503)
+    ├── CorruptEntry           a cache entry that is not an envelope (maps to 503)
     └── LostRequests           a run could not account for every request it sent
 
 Messages name the bad value and what would be valid, so a reader can fix the call at once.
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 __all__ = [
     "ConfigError",
+    "CorruptEntry",
     "ItemNotFound",
     "LabError",
     "LostRequests",
@@ -70,6 +72,10 @@ class RememberedMissing(ItemNotFound):
 
 class WaitTimeout(StampedeError):
     """A waiter gave up before the refresher published a value; the pod answers 503."""
+
+
+class CorruptEntry(StampedeError):
+    """A cache entry that is not an envelope; the pod answers 503 and leaves it to expire."""
 
 
 class LostRequests(StampedeError):

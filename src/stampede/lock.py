@@ -17,48 +17,71 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
+import hashlib
 import logging
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
 
 from redis.asyncio import Redis
+from redis.exceptions import NoScriptError
 
-__all__ = ["Claim", "RedisLock"]
+__all__ = ["Claim", "LuaScript", "RedisLock"]
 
 log = logging.getLogger(__name__)
 
 WATCHDOG_STOP_S = 1.0  # how long hold() waits for a cancelled watchdog before releasing
 
+
+class LuaScript:
+    """A Lua script run by its SHA1 (``EVALSHA``); sent whole only when Redis lacks it.
+
+    ``EVAL`` sends the whole body with every call, and Redis hashes it each time; by SHA the
+    call is a few bytes. A server that does not know the script yet (new, restarted, or
+    after ``SCRIPT FLUSH``) answers ``NOSCRIPT``, and the body goes once with ``EVAL``.
+    """
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self.sha = hashlib.sha1(source.encode()).hexdigest()
+
+    async def __call__(self, redis: Redis, keys: Sequence[str], args: Sequence[Any]) -> Any:
+        try:
+            return await redis.evalsha(self.sha, len(keys), *keys, *args)
+        except NoScriptError:
+            return await redis.eval(self.source, len(keys), *keys, *args)
+
+
 # KEYS[1] lock key
 # ARGV[1] token of this acquisition
 # return  1 if this token held the lock and deleted it, 0 otherwise
-RELEASE = """
+RELEASE = LuaScript("""
 if redis.call('get', KEYS[1]) == ARGV[1] then
     return redis.call('del', KEYS[1])
 end
 return 0
-"""
+""")
 
 # KEYS[1] lock key
 # ARGV[1] token of this acquisition, ARGV[2] new lease in ms
 # return  1 if this token still held the lock and its lease was reset, 0 otherwise
-RENEW = """
+RENEW = LuaScript("""
 if redis.call('get', KEYS[1]) == ARGV[1] then
     return redis.call('pexpire', KEYS[1], ARGV[2])
 end
 return 0
-"""
+""")
 
 # KEYS[1] lock key, KEYS[2] value key
 # ARGV[1] token of this acquisition, ARGV[2] value, ARGV[3] value TTL in ms
 # return  1 if the token still held the lock and the value was written, 0 otherwise
-FENCED_SET = """
+FENCED_SET = LuaScript("""
 if redis.call('get', KEYS[1]) == ARGV[1] then
     redis.call('set', KEYS[2], ARGV[2], 'PX', ARGV[3])
     return 1
 end
 return 0
-"""
+""")
 
 
 # KEYS[1] lock key, KEYS[2] value key, KEYS[3] negative-entry key
@@ -66,7 +89,7 @@ return 0
 # return  {0} another caller holds the lock; {1} taken, and there is neither a value nor a
 #         negative entry; {2, value} the value appeared meanwhile (lock not kept);
 #         {3} a negative entry says the item does not exist (lock not kept)
-CLAIM = """
+CLAIM = LuaScript("""
 if not redis.call('set', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
     return {0}
 end
@@ -80,7 +103,7 @@ if redis.call('exists', KEYS[3]) == 1 then
     return {3}
 end
 return {1}
-"""
+""")
 
 # KEYS[1] lock key, KEYS[2] value key
 # ARGV[1] token of this acquisition, ARGV[2] value, ARGV[3] value TTL in ms,
@@ -88,7 +111,7 @@ return {1}
 # return  1 if the token held the lock: value written, message published, lock released;
 #         0 if it did not: nothing written or released, the message published all the same
 #         (the value is fresh; the newer holder writes its own)
-FILL = """
+FILL = LuaScript("""
 local ours = redis.call('get', KEYS[1]) == ARGV[1]
 if ours then
     redis.call('set', KEYS[2], ARGV[2], 'PX', ARGV[3])
@@ -101,7 +124,7 @@ if ours then
     return 1
 end
 return 0
-"""
+""")
 
 
 class Claim(enum.Enum):
@@ -150,7 +173,7 @@ class RedisLock:
             raise RuntimeError(f"lock {self.key} is already held by this object")
         token = secrets.token_hex(16)
         keys = (self.key, value_key, missing_key)
-        reply = await self.redis.eval(CLAIM, 3, *keys, token, self.lease_ms)
+        reply = await CLAIM(self.redis, keys, (token, self.lease_ms))
         found = Claim(int(reply[0]))
         if found is Claim.WON:
             self.token = token
@@ -167,7 +190,7 @@ class RedisLock:
         if self.token is None:
             return False
         args = (self.token, value, max(1, ttl_ms), channel, message)
-        ok = bool(await self.redis.eval(FILL, 2, self.key, key, *args))
+        ok = bool(await FILL(self.redis, (self.key, key), args))
         self.token = None  # released, or no longer ours: either way nothing left to release
         if not ok:
             self.lost = True
@@ -178,7 +201,7 @@ class RedisLock:
         """Delete the lock if this acquisition still holds it; ``False`` if it had expired."""
         if self.token is None:
             return False
-        released = bool(await self.redis.eval(RELEASE, 1, self.key, self.token))
+        released = bool(await RELEASE(self.redis, (self.key,), (self.token,)))
         self.token = None  # only after Redis answered: a failed call leaves us able to retry
         if not released:
             log.debug("lock %s had expired before release", self.key)
@@ -188,18 +211,18 @@ class RedisLock:
         """Reset the lease; ``False`` (and :attr:`lost`) if another caller holds the lock."""
         if self.token is None:
             return False
-        ok = bool(await self.redis.eval(RENEW, 1, self.key, self.token, self.lease_ms))
+        ok = bool(await RENEW(self.redis, (self.key,), (self.token, self.lease_ms)))
         if not ok:
             self.lost = True
             log.warning("lock %s lost its lease during a refresh", self.key)
         return ok
 
-    async def fenced_set(self, key: str, value: str, ttl_ms: int) -> bool:
+    async def fenced_set(self, key: str, value: str | bytes, ttl_ms: int) -> bool:
         """Write ``value`` only while this acquisition still holds the lock."""
         if self.token is None:
             return False
         args = (self.token, value, max(1, ttl_ms))
-        ok = bool(await self.redis.eval(FENCED_SET, 2, self.key, key, *args))
+        ok = bool(await FENCED_SET(self.redis, (self.key, key), args))
         if not ok:
             self.lost = True
             log.warning("fenced write of %s refused: lock %s no longer ours", key, self.key)

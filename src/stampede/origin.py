@@ -15,10 +15,10 @@ import sqlite3
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import aiosqlite
 
+from stampede.envelope import json_bytes
 from stampede.errors import ItemNotFound, OriginError
 
 __all__ = ["Origin", "OriginRead", "build_origin", "ensure_origin"]
@@ -112,8 +112,8 @@ class Origin:
             await self._db.close()
             self._db = None
 
-    async def read(self, item: int) -> dict[str, Any]:
-        """One slow SELECT; raises :class:`ItemNotFound` or :class:`OriginError`.
+    async def read(self, item: int) -> bytes:
+        """One slow SELECT: the row as JSON bytes, or :class:`ItemNotFound`, :class:`OriginError`.
 
         With ``timeout_s`` set, a read that takes longer is abandoned and raises
         :class:`OriginError` (logged as a failed read), as a pod's database client would.
@@ -127,7 +127,7 @@ class Origin:
                 f"origin read of item {item} timed out after {self.timeout_s:g} s"
             ) from None
 
-    async def _read(self, item: int) -> dict[str, Any]:
+    async def _read(self, item: int) -> bytes:
         if self._db is None:
             raise OriginError("origin is not open")
         start = time.time()
@@ -144,7 +144,7 @@ class Origin:
             if row is None:
                 raise ItemNotFound(f"item {item} does not exist")
             ok = True
-            return dict(row)
+            return json_bytes(dict(row))
         except sqlite3.Error as exc:
             raise OriginError(f"origin read of item {item} failed: {exc}") from exc
         finally:

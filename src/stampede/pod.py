@@ -32,13 +32,12 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import json
 import logging
 import time
 from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Annotated, Any, NamedTuple
+from typing import Annotated, Any, NamedTuple, cast
 
 import redis.exceptions
 from fastapi import Depends, FastAPI, Path, Request
@@ -51,8 +50,14 @@ from starlette.types import Receive, Scope, Send
 
 from stampede.cache import CacheStore, ReadyNotifier
 from stampede.config import PodSettings, StrategyConfig, get_settings
-from stampede.envelope import Fetched
-from stampede.errors import ItemNotFound, OriginError, RememberedMissing, WaitTimeout
+from stampede.envelope import Fetched, json_bytes
+from stampede.errors import (
+    CorruptEntry,
+    ItemNotFound,
+    OriginError,
+    RememberedMissing,
+    WaitTimeout,
+)
 from stampede.origin import Origin
 from stampede.outcomes import Outcome
 from stampede.strategies import Deps, Strategy, create_strategy
@@ -76,6 +81,21 @@ ITEM_RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
+class CountingRedis(Redis):
+    """redis-py's asyncio client, counting the commands it sends: one round trip each.
+
+    ``INFO commandstats`` counts the commands a Lua script runs inside Redis as well, so it
+    measures Redis' work, not the pod's waits; this counts what the pod waited for (a
+    script is one). Pub/sub runs on its own client and is not counted.
+    """
+
+    round_trips = 0
+
+    async def execute_command(self, *args: Any, **options: Any) -> Any:
+        self.round_trips += 1
+        return await super().execute_command(*args, **options)  # type: ignore[no-untyped-call]
+
+
 class PodState:
     """Everything one pod process holds: connections, the strategy, this run's tallies."""
 
@@ -91,20 +111,21 @@ class PodState:
         self.notifier = ReadyNotifier(self._new_redis)
         self.outcomes: Counter[str] = Counter()
         self.store = CacheStore(self.redis)
-        self._fail_open_reads: dict[int, asyncio.Future[dict[str, Any]]] = {}
+        self._fail_open_reads: dict[int, asyncio.Future[bytes]] = {}
         self._apply_origin_faults()
         self.strategy: Strategy = self._build_strategy()
 
-    def _new_redis(self) -> Redis:
+    def _new_redis(self) -> CountingRedis:
         # Fail fast: redis-py's default retries 10 times with backoff, seconds per request
         # while Redis is down. One immediate retry reconnects a pooled connection that a
         # Redis restart broke; a refused connection on loopback fails at once.
-        return Redis.from_url(
+        client = CountingRedis.from_url(
             self.settings.redis_url,
             socket_timeout=2,
             socket_connect_timeout=1,
             retry=Retry(NoBackoff(), 1),
         )
+        return cast(CountingRedis, client)
 
     def _apply_origin_faults(self) -> None:
         self.origin.slow_rate = self.config.origin_slow_rate
@@ -113,7 +134,7 @@ class PodState:
         self.origin.timeout_s = None if timeout is None else timeout / 1000
         self._fail_open_slots = asyncio.Semaphore(max(1, self.config.fail_open_concurrency))
 
-    async def read_fail_open(self, item: int) -> dict[str, Any]:
+    async def read_fail_open(self, item: int) -> bytes:
         """Redis is down: read the origin directly, one read per item, a bounded number at once."""
         shared = self._fail_open_reads.get(item)
         if shared is None:
@@ -122,7 +143,7 @@ class PodState:
             shared.add_done_callback(lambda _: self._fail_open_reads.pop(item, None))
         return await asyncio.shield(shared)  # a caller that gives up leaves the read to others
 
-    async def _bounded_read(self, item: int) -> dict[str, Any]:
+    async def _bounded_read(self, item: int) -> bytes:
         try:
             await asyncio.wait_for(self._fail_open_slots.acquire(), self.config.wait_timeout_s)
         except TimeoutError:
@@ -177,13 +198,14 @@ class PodState:
         self.origin.reads.clear()
         self.outcomes.clear()
         self.strategy.counters.clear()
+        self.redis.round_trips = 0
 
     def stats(self) -> dict[str, Any]:
         return {
             "pod": self.settings.pod_name,
             "config": self.config.model_dump(),
             "outcomes": dict(self.outcomes),
-            "counters": dict(self.strategy.counters),
+            "counters": {**self.strategy.counters, "redis_round_trips": self.redis.round_trips},
             "reads": [[r.start, r.end, r.item, r.ok] for r in self.origin.reads],
         }
 
@@ -289,20 +311,15 @@ async def _answer(item_id: int, pod: PodState) -> tuple[int, bytes, str, list[tu
         pod.outcomes[Outcome.NOT_FOUND] += 1
         outcome = Outcome.HIT if isinstance(exc, RememberedMissing) else Outcome.MISS
         return 404, _detail(str(exc)), outcome, []
-    except (OriginError, WaitTimeout, redis.exceptions.RedisError) as exc:
+    except (OriginError, WaitTimeout, CorruptEntry, redis.exceptions.RedisError) as exc:
         pod.outcomes[Outcome.ERROR] += 1
         return 503, _detail(_unavailable(exc)), Outcome.ERROR, [RETRY_AFTER]
     pod.outcomes[fetched.outcome] += 1
-    return 200, _json(fetched.value), fetched.outcome, []
-
-
-def _json(content: Any) -> bytes:
-    """JSON as Starlette's ``JSONResponse`` renders it: compact, UTF-8."""
-    return json.dumps(content, ensure_ascii=False, separators=(",", ":")).encode()
+    return 200, fetched.value, fetched.outcome, []
 
 
 def _detail(message: str) -> bytes:
-    return _json({"detail": message})
+    return json_bytes({"detail": message})
 
 
 def create_server(settings: PodSettings | None = None) -> ItemsFastPath:

@@ -58,7 +58,7 @@ async def test_a_refresh_slower_than_its_lease(
         results = await asyncio.gather(*(strategy.get(1, loader(slow)) for _ in range(10)))
     finally:
         await slow.close()
-    assert all(r.value["id"] == 1 for r in results)
+    assert all(r.data()["id"] == 1 for r in results)
     if renew:
         assert len(slow.reads) == 1
         assert strategy.counters["fence_refused"] == 0

@@ -16,7 +16,7 @@ from tests.helpers import Clock, MakeStrategy, eventually
 from tests.strategies.contract import ITEM_KEY, StrategyContract, loader, refreshed
 
 DRAWS = 5000
-ENTRY = Entry(value={"id": 1}, created_at=0.0, delta=1.0, soft_expiry=10.0)
+ENTRY = Entry(value=b'{"id":1}', created_at=0.0, delta=1.0, soft_expiry=10.0)
 
 
 class TestXFetchContract(StrategyContract):
@@ -59,8 +59,8 @@ def test_larger_beta_fires_more() -> None:
 
 
 def test_slower_values_start_earlier() -> None:
-    quick = Entry(value={}, created_at=0.0, delta=0.2, soft_expiry=10.0)
-    slow = Entry(value={}, created_at=0.0, delta=2.0, soft_expiry=10.0)
+    quick = Entry(value=b"{}", created_at=0.0, delta=0.2, soft_expiry=10.0)
+    slow = Entry(value=b"{}", created_at=0.0, delta=2.0, soft_expiry=10.0)
     assert firing_rate(8.0, 1.0, slow) > firing_rate(8.0, 1.0, quick) + 0.3
 
 

@@ -10,6 +10,7 @@ observable through these libraries: a waiter and a stale read both count as ``hi
 
 from __future__ import annotations
 
+import json
 from abc import abstractmethod
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -17,7 +18,7 @@ from typing import Any
 from redis.asyncio import Redis
 
 from stampede.config import StrategyConfig
-from stampede.envelope import Fetched
+from stampede.envelope import Fetched, json_bytes
 from stampede.outcomes import Outcome
 from stampede.strategies.base import Deps, Loader, Strategy
 
@@ -54,7 +55,8 @@ class Traced:
         self._strategy.counters["origin_calls"] += 1
         value = await self._strategy.load_remembering_404(self._item, self._load)
         self.finished = True
-        return value
+        parsed: dict[str, Any] = json.loads(value)  # the libraries store a dict
+        return parsed
 
     @property
     def outcome(self) -> Outcome:
@@ -86,7 +88,7 @@ class DecoratedPeer(Strategy):
             self._fetch, self._close = self._build()
         traced = Traced(self, item, load)
         value = await self._fetch(item, traced)
-        return Fetched(value, traced.outcome)
+        return Fetched(json_bytes(value), traced.outcome)
 
     async def close(self) -> None:
         await super().close()

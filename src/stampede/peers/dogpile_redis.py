@@ -27,7 +27,7 @@ import math
 from typing import TYPE_CHECKING, Any
 
 from stampede.config import StrategyConfig
-from stampede.envelope import Fetched
+from stampede.envelope import Fetched, json_bytes
 from stampede.peers._common import Traced, redis_url
 from stampede.strategies.base import Deps, Loader, Strategy
 from stampede.strategies.registry import register
@@ -91,7 +91,7 @@ class DogpileRedis(Strategy):
             return asyncio.run_coroutine_threadsafe(traced(), loop).result()
 
         value = await asyncio.to_thread(self._region.get_or_create, f"item:{item}", creator)
-        return Fetched(value, traced.outcome)
+        return Fetched(json_bytes(value), traced.outcome)
 
     async def close(self) -> None:
         await super().close()

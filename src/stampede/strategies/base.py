@@ -28,7 +28,7 @@ __all__ = ["Deps", "Loader", "Strategy"]
 
 log = logging.getLogger(__name__)
 
-Loader = Callable[[], Awaitable[dict[str, Any]]]
+Loader = Callable[[], Awaitable[bytes]]  # the item's JSON, from the origin
 
 
 @dataclass
@@ -91,7 +91,7 @@ class Strategy(ABC):
         ttl = self.config.negative_ttl_s
         return RememberedMissing(f"item {item} does not exist (remembered for {ttl:g} s)")
 
-    async def load_remembering_404(self, item: int, load: Loader) -> dict[str, Any]:
+    async def load_remembering_404(self, item: int, load: Loader) -> bytes:
         """``load()``; a 404 is remembered for ``negative_ttl_s`` (``missing:item:{id}``).
 
         With :meth:`check_missing` before it, a flood of unknown ids reads the origin once
