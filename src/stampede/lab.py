@@ -49,10 +49,17 @@ INSTALL_REDIS = (
 POD_START_TIMEOUT_S = 90.0
 
 
-def pod_command(port: int, host: str = "127.0.0.1") -> list[str]:
-    """The pod's command line; the compose file runs the same one."""
+POD_APP = "stampede.pod:create_server"
+
+
+def pod_command(port: int, host: str = "127.0.0.1", app: str = POD_APP) -> list[str]:
+    """The pod's command line; the compose file runs the same one.
+
+    ``app`` is the uvicorn factory: ``bench/cost.py`` starts its reference apps with exactly
+    the pods' flags by naming its own.
+    """
     return [
-        sys.executable, "-m", "uvicorn", "stampede.pod:create_server", "--factory",
+        sys.executable, "-m", "uvicorn", app, "--factory",
         "--host", host, "--port", str(port), "--no-access-log", "--log-level", "warning",
         "--loop", "uvloop", "--http", "httptools", "--no-proxy-headers",
     ]  # fmt: skip
