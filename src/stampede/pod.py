@@ -210,7 +210,9 @@ class PodState:
         }
 
 
-def get_pod(request: Request) -> PodState:
+async def get_pod(request: Request) -> PodState:
+    # async on purpose: FastAPI runs a plain ``def`` dependency in a worker thread, measured
+    # at ~220 us of CPU per request on these machines
     pod: PodState = request.app.state.pod
     return pod
 
