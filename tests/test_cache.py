@@ -9,8 +9,9 @@ from collections import Counter
 import pytest
 from redis.asyncio import Redis
 
-from stampede.cache import CacheStore, ReadyNotifier, jittered_ttl
+from stampede.cache import READY_CHANNEL, CacheStore, ReadyNotifier, jittered_ttl
 from stampede.envelope import MISS, Entry
+from stampede.lock import Claim
 
 DRAWS = 10_000
 
@@ -121,3 +122,32 @@ async def test_notifier_wakes_waiters_in_arrival_order(
     assert woken == list(range(len(waiters)))
     for waiter in waiters:
         notifier.unregister(1, waiter)
+
+
+async def test_a_stray_message_wakes_nobody_and_keeps_the_subscription(
+    redis_client: Redis, notifier: ReadyNotifier
+) -> None:
+    """Junk on the channel is dropped: no mass wake-up, and real signals still arrive."""
+    waiter = notifier.register(1)
+    for junk in (b"hello", b"1 not-an-envelope", b"x 1.0 0.1 6.0\n{}"):
+        await redis_client.publish(READY_CHANNEL, junk)
+    entry = Entry(value=b'{"id":1}', created_at=1.0, delta=0.1, soft_expiry=6.0)
+    await CacheStore(redis_client).announce(1, entry)
+    await asyncio.wait_for(waiter.event.wait(), 5)
+    assert waiter.entry == entry  # the first thing that woke it was the real signal
+    notifier.unregister(1, waiter)
+
+
+async def test_claim_and_fill_take_one_round_trip_each(redis_client: Redis) -> None:
+    """The cold path: claim (lock, or the value, or a remembered 404), then fill."""
+    store = CacheStore(redis_client)
+    lock = store.lock(1, 10_000)
+    assert await store.claim(1, lock) is Claim.WON
+    entry = Entry(value=b'{"id":1}', created_at=1.0, delta=0.1, soft_expiry=6.0)
+    assert await store.fill(1, entry, 6.0, lock, announce=False)
+    assert await redis_client.exists(store.lock_key(1)) == 0
+    assert await store.get(1) == entry
+    assert await store.claim(1, store.lock(1, 10_000)) == entry  # filled: no lock taken
+    await store.mark_missing(2, 2.0)
+    assert await store.claim(2, store.lock(2, 10_000)) is Claim.MISSING
+    assert await redis_client.exists(store.lock_key(2)) == 0

@@ -9,7 +9,7 @@ import pytest
 import redis
 from redis.asyncio import Redis
 
-from stampede.lock import WATCHDOG_STOP_S, Claim, RedisLock
+from stampede.lock import CLAIM, WATCHDOG_STOP_S, Claim, RedisLock
 from tests.helpers import eventually
 
 KEY = "lock:item:1"
@@ -288,3 +288,21 @@ async def test_hold_is_bounded_when_renew_swallows_its_cancel(
             await renewing.wait()
     assert await redis_client.exists(KEY) == 0
     assert not lock.held
+
+
+async def test_a_resent_claim_with_our_own_token_is_ours(redis_client: Redis) -> None:
+    """The pod's one retry re-sends a SET NX whose reply was lost: it must not wait on itself."""
+    keys, args = (KEY, "item:1", "missing:item:1"), ("our-token", 10_000)
+    assert (await CLAIM(redis_client, keys, args))[0] == Claim.WON.value
+    assert (await CLAIM(redis_client, keys, args))[0] == Claim.WON.value  # the retry
+    assert (await CLAIM(redis_client, keys, ("their-token", 10_000)))[0] == Claim.HELD.value
+
+
+async def test_a_resent_acquire_with_our_own_token_is_ours(
+    redis_client: Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    lock = RedisLock(redis_client, KEY, 10_000)
+    monkeypatch.setattr("stampede.lock.secrets.token_hex", lambda _: "our-token")
+    await redis_client.set(KEY, "our-token", px=10_000)  # the first send landed, its reply did not
+    assert await lock.acquire()
+    assert lock.token == "our-token"

@@ -131,3 +131,21 @@ def test_the_fast_path_answers_what_fastapi_documents(http: httpx.Client) -> Non
     assert resp.json()["id"] == 7
     assert http.get("/items/007").json() == resp.json()  # FastAPI's int parsing, too
     assert http.head("/items/7").status_code == 405  # not GET: FastAPI answers as before
+
+
+def test_a_redis_that_answers_with_an_error_is_503_not_fail_open(lab: Lab) -> None:
+    """Fail open is for a Redis that cannot be reached; OOM (or READONLY) is a 503."""
+    lab.configure(StrategyConfig(strategy="naive", origin_latency_ms=1))
+    with lab.redis() as client:
+        client.config_set("maxmemory", "1")
+        client.config_set("maxmemory-policy", "noeviction")
+        try:
+            resp = httpx.get(f"{lab.pods[0]}/items/9", timeout=10)
+        finally:
+            client.config_set("maxmemory", "0")
+    assert resp.status_code == 503
+    assert resp.headers["x-cache"] == "error"
+    assert "maxmemory" in one_line_detail(resp)
+    stats = lab.stats()[0]
+    assert stats["outcomes"].get("fail_open", 0) == 0
+    assert stats["counters"]["redis_errors:OutOfMemoryError"] == 1

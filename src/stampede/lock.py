@@ -86,11 +86,14 @@ return 0
 
 # KEYS[1] lock key, KEYS[2] value key, KEYS[3] negative-entry key
 # ARGV[1] token of this acquisition, ARGV[2] lease in ms
+# (SET NX GET answers the holder's token: our own token means a retry of our own claim,
+#  whose first reply was lost, so the lock is ours; Redis >= 7.0)
 # return  {0} another caller holds the lock; {1} taken, and there is neither a value nor a
 #         negative entry; {2, value} the value appeared meanwhile (lock not kept);
 #         {3} a negative entry says the item does not exist (lock not kept)
 CLAIM = LuaScript("""
-if not redis.call('set', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
+local holder = redis.call('set', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2], 'GET')
+if holder and holder ~= ARGV[1] then
     return {0}
 end
 local value = redis.call('get', KEYS[2])
@@ -156,7 +159,10 @@ class RedisLock:
         if self.token is not None:
             raise RuntimeError(f"lock {self.key} is already held by this object")
         token = secrets.token_hex(16)
-        if await self.redis.set(self.key, token, nx=True, px=self.lease_ms):
+        # GET answers the holder's token, None if the key was free: a retry that re-sends
+        # this SET after its reply was lost finds its own token, and the lock is ours
+        holder = await self.redis.set(self.key, token, nx=True, px=self.lease_ms, get=True)
+        if holder is None or holder == token.encode():
             self.token = token
             return True
         return False

@@ -33,6 +33,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import math
 import time
 from collections import Counter
 from collections.abc import AsyncIterator
@@ -67,6 +68,11 @@ __all__ = ["ItemAnswer", "ItemsFastPath", "PodState", "create_app", "create_serv
 log = logging.getLogger(__name__)
 
 RETRY_AFTER = (b"retry-after", b"1")
+# Failing open is for a Redis that cannot be reached. One that answers with an error (OOM,
+# READONLY after a failover, a script error) is misconfigured or overloaded: reading the
+# origin around it would hide that, so those are 503s.
+UNREACHABLE = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
+REDIS_LOG_EVERY_S = 1.0  # one warning per error type and second: an outage must not flood the log
 WARM_REDIS_CONNECTIONS = 32  # a pod's concurrent Redis commands at a busy expiry
 ITEMS_PREFIX = "/items/"
 MAX_ID = 2**31 - 1
@@ -112,6 +118,7 @@ class PodState:
         self.outcomes: Counter[str] = Counter()
         self.store = CacheStore(self.redis)
         self._fail_open_reads: dict[int, asyncio.Future[bytes]] = {}
+        self._redis_logged: dict[str, float] = {}
         self._apply_origin_faults()
         self.strategy: Strategy = self._build_strategy()
 
@@ -126,6 +133,19 @@ class PodState:
             retry=Retry(NoBackoff(), 1),
         )
         return cast(CountingRedis, client)
+
+    def redis_failed(self, exc: redis.exceptions.RedisError) -> None:
+        """Log a Redis failure at warning level, with its type, at most once a second per type.
+
+        Counted in ``/stats`` (``redis_errors``) so a run can say it saw Redis fail.
+        """
+        kind = type(exc).__name__
+        self.strategy.counters[f"redis_errors:{kind}"] += 1
+        now = time.monotonic()
+        if now - self._redis_logged.get(kind, -math.inf) >= REDIS_LOG_EVERY_S:
+            self._redis_logged[kind] = now
+            fallback = "failing open" if isinstance(exc, UNREACHABLE) else "answering 503"
+            log.warning("Redis failed (%s: %s); %s", kind, exc, fallback)
 
     def _apply_origin_faults(self) -> None:
         self.origin.slow_rate = self.config.origin_slow_rate
@@ -304,16 +324,21 @@ async def _answer(item_id: int, pod: PodState) -> tuple[int, bytes, str, list[tu
     try:
         try:
             fetched = await pod.strategy.get(item_id, lambda: pod.origin.read(item_id))
-        except redis.exceptions.RedisError as exc:
+        except UNREACHABLE as exc:
+            pod.redis_failed(exc)
             if not pod.config.fail_open_concurrency:
                 raise
-            log.debug("item %s: Redis failed (%s); failing open to the origin", item_id, exc)
             fetched = Fetched(await pod.read_fail_open(item_id), Outcome.FAIL_OPEN)
     except ItemNotFound as exc:
         pod.outcomes[Outcome.NOT_FOUND] += 1
         outcome = Outcome.HIT if isinstance(exc, RememberedMissing) else Outcome.MISS
         return 404, _detail(str(exc)), outcome, []
-    except (OriginError, WaitTimeout, CorruptEntry, redis.exceptions.RedisError) as exc:
+    except redis.exceptions.RedisError as exc:  # Redis answered with an error: OOM, READONLY...
+        if not isinstance(exc, UNREACHABLE):
+            pod.redis_failed(exc)
+        pod.outcomes[Outcome.ERROR] += 1
+        return 503, _detail(_unavailable(exc)), Outcome.ERROR, [RETRY_AFTER]
+    except (OriginError, WaitTimeout, CorruptEntry) as exc:
         pod.outcomes[Outcome.ERROR] += 1
         return 503, _detail(_unavailable(exc)), Outcome.ERROR, [RETRY_AFTER]
     pod.outcomes[fetched.outcome] += 1

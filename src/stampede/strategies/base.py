@@ -75,12 +75,13 @@ class Strategy(ABC):
         """
         if not negatives_checked:
             await self.check_missing(item)
-        started = self.deps.clock()
+        started = self.deps.monotonic()  # a duration: a wall-clock step must not skew it
         value = await self.load_remembering_404(item, load)
-        now = self.deps.clock()
+        delta = self.deps.monotonic() - started
+        now = self.deps.clock()  # epoch: every pod compares it with its own clock
         soft_ttl = jittered_ttl(self.config.ttl_s, self.jitter, self.deps.rng)
         self.counters["origin_calls"] += 1
-        return Entry(value=value, created_at=now, delta=now - started, soft_expiry=now + soft_ttl)
+        return Entry(value=value, created_at=now, delta=delta, soft_expiry=now + soft_ttl)
 
     async def check_missing(self, item: int) -> None:
         """Raise :class:`RememberedMissing` if the origin said 404 within the negative TTL."""
