@@ -24,6 +24,7 @@ from stampede.errors import (
     StampedeError,
     WaitTimeout,
 )
+from stampede.faults import Fault
 from stampede.lab import Lab
 from stampede.strategies import strategy_names
 
@@ -46,6 +47,7 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "ConfigError",
+    "Fault",
     "ItemNotFound",
     "Lab",
     "LabConfig",
