@@ -22,11 +22,12 @@ from stampede.errors import (
     ProcessFailed,
     RedisNotFound,
     StampedeError,
+    StrategyUnavailable,
     WaitTimeout,
 )
 from stampede.faults import Fault
 from stampede.lab import Lab
-from stampede.strategies import strategy_names
+from stampede.registry import strategy_names
 
 if TYPE_CHECKING:
     from stampede import charts
@@ -61,6 +62,7 @@ __all__ = [
     "RunResult",
     "StampedeError",
     "StrategyConfig",
+    "StrategyUnavailable",
     "WaitTimeout",
     "charts",
     "compare",

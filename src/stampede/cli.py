@@ -27,6 +27,7 @@ from stampede import paths, procs
 from stampede.config import LabConfig, LoadConfig, StrategyConfig, validated
 from stampede.errors import ConfigError, StampedeError
 from stampede.lab import Lab, load_state, save_state
+from stampede.registry import strategy_names
 
 __all__ = ["main"]
 
@@ -110,8 +111,6 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _strategies(args: argparse.Namespace) -> int:
-    from stampede.strategies import strategy_names
-
     print("\n".join(strategy_names()))
     return 0
 

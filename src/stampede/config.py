@@ -17,6 +17,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from stampede.errors import ConfigError
 from stampede.faults import Fault
+from stampede.registry import strategy_names
 
 __all__ = [
     "LabConfig",
@@ -67,8 +68,6 @@ class StrategyConfig(BaseModel):
     @field_validator("strategy")
     @classmethod
     def _known_strategy(cls, name: str) -> str:
-        from stampede.strategies import strategy_names  # late: strategies import this module
-
         if name not in strategy_names():
             valid = ", ".join(strategy_names())
             raise ValueError(f"unknown strategy {name!r}; valid: {valid}")

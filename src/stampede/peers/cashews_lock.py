@@ -20,7 +20,7 @@ from typing import Any
 
 from stampede.config import StrategyConfig
 from stampede.peers._common import Close, DecoratedPeer, Fetch, Traced, redis_url
-from stampede.strategies.registry import register
+from stampede.registry import register
 
 __all__ = ["CashewsLock"]
 

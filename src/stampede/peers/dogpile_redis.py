@@ -29,8 +29,8 @@ from typing import TYPE_CHECKING, Any
 from stampede.config import StrategyConfig
 from stampede.envelope import Fetched
 from stampede.peers._common import Traced, redis_url
+from stampede.registry import register
 from stampede.strategies.base import Deps, Loader, Strategy
-from stampede.strategies.registry import register
 
 if TYPE_CHECKING:
     from dogpile.cache import CacheRegion

@@ -10,8 +10,8 @@
 from __future__ import annotations
 
 from stampede.envelope import Entry, Fetched
+from stampede.registry import register
 from stampede.strategies.base import Loader
-from stampede.strategies.registry import register
 from stampede.strategies.swr import StaleWhileRevalidate
 from stampede.strategies.xfetch import XFetch
 
