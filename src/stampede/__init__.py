@@ -11,7 +11,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from stampede.config import LabConfig, LoadConfig, StrategyConfig
+from stampede.config import Fault, LabConfig, LoadConfig, StrategyConfig
 from stampede.errors import (
     ConfigError,
     ItemNotFound,
@@ -25,7 +25,6 @@ from stampede.errors import (
     StrategyUnavailable,
     WaitTimeout,
 )
-from stampede.faults import Fault
 from stampede.lab import Lab
 from stampede.registry import strategy_names
 

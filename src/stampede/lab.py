@@ -6,7 +6,7 @@ their ``PR_SET_PDEATHSIG`` covers a killed kernel. ``Lab.attach()`` / ``Lab.from
 a lab someone else runs (the compose stack, ``stampede lab up``) through its URLs, so a
 notebook never cares which launcher is behind it.
 
-An embedded lab can also be broken on purpose (:mod:`stampede.faults`): ``restart_redis``,
+An embedded lab can also be broken on purpose (:mod:`stampede.injector`): ``restart_redis``,
 ``kill_pod`` and ``start_pod`` act on the PIDs it started, and ``stop()`` copes with a process
 that is already dead.
 """

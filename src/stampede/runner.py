@@ -32,9 +32,10 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from stampede import metrics, paths
-from stampede.config import LabConfig, LoadConfig, StrategyConfig, validated
+from stampede.config import Fault, LabConfig, LoadConfig, StrategyConfig, check_schedule, validated
 from stampede.errors import ConfigError, LabError, LostRequests
-from stampede.faults import Fault, FaultInjector, check_schedule, fault_report
+from stampede.fault_report import fault_report
+from stampede.injector import FaultInjector
 from stampede.lab import Lab
 from stampede.metrics import RunShape, hot_windows, per_second, summarize
 
@@ -102,7 +103,7 @@ def run(
 
     Without ``lab``, attaches to the lab named by ``STAMPEDE_POD_URLS`` if set, else starts an
     embedded lab for this run and stops it after. ``faults`` (a list of
-    :class:`~stampede.faults.Fault`) need an embedded lab; their timeline and measured effect
+    :class:`~stampede.config.Fault`) need an embedded lab; their timeline and measured effect
     land in ``summary["faults"]``. Every run checks that nothing was lost (sent = responses +
     errors + timeouts) and raises :class:`LostRequests` otherwise.
     """
