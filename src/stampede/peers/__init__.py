@@ -11,9 +11,10 @@ only its own adapters unavailable, with an error saying what to install
 
 from __future__ import annotations
 
-from typing import Any, Protocol, cast
+from typing import Any, cast
 
 from stampede.config import StrategyConfig
+from stampede.peers._common import Peer
 from stampede.peers.burst import Burst, cold_burst
 from stampede.registry import strategy_class
 
@@ -22,12 +23,7 @@ __all__ = ["PEERS", "Burst", "cold_burst", "library_settings"]
 PEERS = ("cashews_lock", "cashews_early", "dogpile", "aiocache")
 
 
-class _Peer(Protocol):
-    @classmethod
-    def library_settings(cls, config: StrategyConfig) -> dict[str, Any]: ...
-
-
 def library_settings(name: str, config: StrategyConfig | None = None) -> dict[str, Any]:
     """What the adapter ``name`` sets on its library for ``config`` (no connection is made)."""
-    peer = cast("type[_Peer]", strategy_class(name))
+    peer = cast("type[Peer]", strategy_class(name))
     return peer.library_settings(config or StrategyConfig(strategy=name))
