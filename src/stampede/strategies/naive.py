@@ -13,7 +13,7 @@ from stampede.outcomes import Outcome
 from stampede.registry import register
 from stampede.strategies.base import Loader, Strategy
 
-__all__ = ["Naive"]
+__all__ = ["Naive", "NaiveJitter"]
 
 
 @register
