@@ -164,11 +164,6 @@ class Lab:
             raise LabError("set STAMPEDE_POD_URLS and STAMPEDE_REDIS_URL to attach to a lab")
         return cls.attach(pods, redis_url)
 
-    @classmethod
-    def default(cls) -> Lab:
-        """Attach when the environment names a lab, otherwise start the embedded one."""
-        return cls.from_env() if os.environ.get("STAMPEDE_POD_URLS") else cls.embedded()
-
     # ---- running ---------------------------------------------------------------------
     def configure(self, config: StrategyConfig) -> None:
         """Put every pod on ``config`` and flush Redis: a run never mixes two configurations."""
@@ -340,8 +335,9 @@ def _wait_pod(proc: procs.ManagedProcess, url: str) -> None:
         return httpx.get(f"{url}/health", timeout=0.5).status_code == 200
 
     try:
-        # A pod imports FastAPI, pandas and altair (~6 s of CPU, much of it jsonschema's
-        # rfc3987 grammar): on a busy 2-core machine that alone can pass 20 s.
+        # A pod imports FastAPI, pydantic and redis-py, not pandas or altair (~1.3 s of CPU;
+        # its strategy is imported on the first /admin/config); a busy 2-core machine can
+        # still stretch a start to tens of seconds, hence the generous deadline.
         proc.wait_ready(healthy, timeout_s=POD_START_TIMEOUT_S)
     except ProcessFailed as exc:
         if "address already in use" in str(exc).lower():
