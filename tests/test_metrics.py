@@ -1,4 +1,4 @@
-"""Metric definitions (DESIGN.md section 4) on small hand-made frames, hand-computed answers."""
+"""Metric definitions (the book's appendix) on small hand-made frames, hand-computed answers."""
 
 from __future__ import annotations
 
