@@ -126,3 +126,22 @@ def test_every_module_has_an_honest_all(name: str) -> None:
         f"other modules import {sorted(used - submodules - set(exported))} from {name}, "
         "which its __all__ leaves out"
     )
+
+
+FLOOR_PROBE = """
+import sys
+import stampede.pod
+from stampede.registry import strategy_class, strategy_names
+for name in strategy_names():
+    strategy_class(name)
+print(sorted(m for m in sys.modules if m in {{{above}}}))
+"""
+# ``stampede.lab`` is left out: the package's top level re-exports ``Lab`` for notebooks.
+ABOVE_THE_POD = ("stampede.runner", "stampede.metrics", "stampede.charts", "pandas", "altair")
+
+
+def test_a_pod_and_every_strategy_import_nothing_from_the_floors_above() -> None:
+    probe = FLOOR_PROBE.format(above=", ".join(repr(m) for m in ABOVE_THE_POD))
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"

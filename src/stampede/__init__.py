@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from stampede.burst import Burst, cold_burst
 from stampede.config import Fault, LabConfig, LoadConfig, StrategyConfig
 from stampede.errors import (
     ConfigError,
@@ -46,6 +47,7 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "Burst",
     "ConfigError",
     "Fault",
     "ItemNotFound",
@@ -64,6 +66,7 @@ __all__ = [
     "StrategyUnavailable",
     "WaitTimeout",
     "charts",
+    "cold_burst",
     "compare",
     "run",
     "strategy_names",

@@ -6,7 +6,7 @@ closes it in ``close()``; a library is imported on a pod's first request, not he
 :mod:`stampede.registry` names the four adapters (``cashews_lock``, ``cashews_early``,
 ``dogpile``, ``aiocache``) and imports one when it is first asked for; a missing library makes
 only its own adapters unavailable, with an error saying what to install
-(``pip install -e '.[peers]'``).
+(``pip install -e '.[peers]'``). :func:`stampede.cold_burst` shows each one's cold-key herd.
 """
 
 from __future__ import annotations
@@ -15,10 +15,9 @@ from typing import Any, cast
 
 from stampede.config import StrategyConfig
 from stampede.peers._common import Peer
-from stampede.peers.burst import Burst, cold_burst
 from stampede.registry import strategy_class
 
-__all__ = ["PEERS", "Burst", "cold_burst", "library_settings"]
+__all__ = ["PEERS", "library_settings"]
 
 PEERS = ("cashews_lock", "cashews_early", "dogpile", "aiocache")
 
