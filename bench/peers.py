@@ -44,8 +44,8 @@ COLUMNS = (
 )
 
 
-def errors(r: RunResult) -> float:
-    return float(r.summary["outcomes"].get("error", 0) + r.summary["lost"])
+def errors(r: RunResult) -> int:
+    return int(r.summary["outcomes"].get("error", 0) + r.summary["lost"])
 
 
 def cell(values: list[float]) -> str:
