@@ -117,7 +117,7 @@ def emit(
 
 
 def steady(result: RunResult) -> pd.DataFrame:
-    """Answered records of the steady state (t >= TTL), as DESIGN.md §4 defines it."""
+    """Answered records of the steady state (t >= TTL), as the book's appendix defines it."""
     r = result.records
     return r[(r["status"] > 0) & (r["t"] >= result.params["ttl_s"])]
 

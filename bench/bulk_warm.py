@@ -12,22 +12,23 @@ from typing import Any
 
 from _common import duration_of, emit, machine_facts, measure, one_lab, parser
 
+from stampede import metrics
 from stampede.runner import RunResult
 
 JITTERS = (0.0, 0.2, 1.0)
 
+COLUMNS = (
+    "max_origin_per_s",
+    "max_origin_per_s_steady",
+    "seconds_above_threshold",
+    "origin_reads",
+    "reads_over_bound",
+    "latency_p99_ms",
+)
+
 
 def row(jitter: float, result: RunResult) -> dict[str, Any]:
-    s = result.summary
-    return {
-        "run": f"naive jitter={jitter:g}",
-        "max_origin/s": s["max_origin_per_s"],
-        "max_origin/s_steady": s["max_origin_per_s_steady"],
-        "s_above_50/s": s["seconds_above_threshold"],
-        "origin_reads": s["origin_reads"],
-        "reads/bound": s["reads_over_bound"],
-        "p99_ms": s["latency_ms"]["p99"],
-    }
+    return {"run": f"naive jitter={jitter:g}", **metrics.row(result.summary, COLUMNS)}
 
 
 def main(argv: list[str] | None = None) -> int:

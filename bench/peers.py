@@ -16,11 +16,11 @@ from __future__ import annotations
 
 import statistics
 import sys
-from collections.abc import Callable
 from typing import Any
 
 from _common import duration_of, emit, fmt, machine_facts, measure, one_lab, parser
 
+from stampede import metrics
 from stampede.peers import PEERS
 from stampede.runner import RunResult
 
@@ -30,27 +30,22 @@ RUNS: dict[str, tuple[str, dict[str, Any]]] = {
     **{name: (name, {}) for name in PEERS},
 }
 
-Metric = Callable[[RunResult], float]
+COLUMNS = (
+    "hot_reads_per_window_mean",
+    "max_origin_per_s_steady",
+    "reads_over_bound",
+    "hot_latency_p50_ms",
+    "hot_latency_p99_ms",
+    "hot_latency_steady_p50_ms",
+    "hot_latency_steady_p99_ms",
+    "n_wait_hit",
+    "n_stale",
+    "redis_commands_per_request",
+)
 
 
-def _window_mean(r: RunResult) -> float:
-    counts = r.summary["hot_reads_per_window"]
-    return statistics.fmean(counts) if counts else float("nan")
-
-
-COLUMNS: dict[str, Metric] = {
-    "hot/window": _window_mean,
-    "max_origin/s_st": lambda r: r.summary["max_origin_per_s_steady"],
-    "reads/bound": lambda r: r.summary["reads_over_bound"],
-    "hot_p50": lambda r: r.summary["hot_latency_ms"]["p50"],
-    "hot_p99": lambda r: r.summary["hot_latency_ms"]["p99"],
-    "hot_p50_st": lambda r: r.summary["hot_latency_ms_steady"]["p50"],
-    "hot_p99_st": lambda r: r.summary["hot_latency_ms_steady"]["p99"],
-    "wait_hit": lambda r: r.summary["outcomes"].get("wait_hit", 0),
-    "stale": lambda r: r.summary["outcomes"].get("stale", 0),
-    "redis/req": lambda r: r.summary["redis_commands_per_request"],
-    "errors": lambda r: r.summary["outcomes"].get("error", 0) + r.summary["lost"],
-}
+def errors(r: RunResult) -> int:
+    return int(r.summary["outcomes"].get("error", 0) + r.summary["lost"])
 
 
 def cell(values: list[float]) -> str:
@@ -61,7 +56,9 @@ def cell(values: list[float]) -> str:
 
 
 def row(label: str, results: list[RunResult]) -> dict[str, Any]:
-    return {"run": label, **{k: cell([f(r) for r in results]) for k, f in COLUMNS.items()}}
+    values = [metrics.row(r.summary, COLUMNS) for r in results]
+    cells = {name: cell([v[name] for v in values]) for name in COLUMNS}
+    return {"run": label, **cells, "errors": cell([errors(r) for r in results])}
 
 
 def commands_note(label: str, results: list[RunResult]) -> str:
@@ -95,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     notes = [
         head,
-        "hot/window = mean hot-key origin reads per TTL window; _st = steady (t >= TTL)",
+        "hot_reads_per_window_mean = mean hot-key origin reads per TTL window; steady = t >= TTL",
         "peers cannot report wait_hit or stale (their libraries do not say): 0 by construction",
         "Redis commands per request, by command:",
         *(f"  {commands_note(label, rs)}" for label, rs in results.items()),

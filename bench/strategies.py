@@ -17,7 +17,8 @@ from typing import Any
 
 from _common import duration_of, emit, machine_facts, measure, one_lab, parser
 
-from stampede.metrics import OUTCOMES, max_per_second
+from stampede import metrics
+from stampede.metrics import OUTCOMES
 from stampede.runner import RunResult
 
 RUNS: dict[str, tuple[str, dict[str, Any]]] = {
@@ -40,35 +41,35 @@ def per_window(result: RunResult) -> str:
     return f"{min(counts)}/{statistics.median(counts):g}/{max(counts)}"
 
 
+ORIGIN_COLUMNS = (
+    "origin_reads_hot",
+    "origin_reads_cold",
+    "reads_over_bound",
+    "max_origin_per_s",
+    "max_origin_per_s_steady",
+    "max_origin_per_s_hot_steady",
+)
+CLIENT_COLUMNS = (
+    "hot_latency_p50_ms",
+    "hot_latency_p99_ms",
+    "hot_latency_steady_p50_ms",
+    "hot_latency_steady_p99_ms",
+    *(f"n_{name}" for name in OUTCOMES),
+    "redis_commands_per_request",
+)
+
+
 def origin_row(label: str, result: RunResult) -> dict[str, Any]:
-    s = result.summary
-    return {
-        "run": label,
-        "reads_hot": s["origin_reads_hot"],
-        "reads_cold": s["origin_reads_cold"],
-        "hot/window min/med/max": per_window(result),
-        "reads/bound": s["reads_over_bound"],
-        "max_origin/s": s["max_origin_per_s"],
-        "max_origin/s_steady": s["max_origin_per_s_steady"],
-    }
+    window = {"hot/window min/med/max": per_window(result)}
+    return {"run": label, **window, **metrics.row(result.summary, ORIGIN_COLUMNS)}
 
 
 def client_row(label: str, result: RunResult) -> dict[str, Any]:
-    s = result.summary
-    return {
-        "run": label,
-        "hot_p50": s["hot_latency_ms"]["p50"],
-        "hot_p99": s["hot_latency_ms"]["p99"],
-        "hot_p50_st": s["hot_latency_ms_steady"]["p50"],
-        "hot_p99_st": s["hot_latency_ms_steady"]["p99"],
-        **{name: s["outcomes"].get(name, 0) for name in OUTCOMES},
-        "redis/req": s["redis_commands_per_request"],
-    }
+    return {"run": label, **metrics.row(result.summary, CLIENT_COLUMNS)}
 
 
 def hot_max_per_s(result: RunResult) -> int:
-    reads, p = result.reads, result.params
-    return max_per_second(reads.loc[reads["item"] == p["hot_item"], "t"], p["duration_s"])
+    return int(result.summary["max_origin_per_s_hot"])
 
 
 @dataclass(frozen=True)

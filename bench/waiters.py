@@ -15,6 +15,7 @@ from typing import Any
 import pandas as pd
 from _common import duration_of, emit, machine_facts, measure, one_lab, parser, steady
 
+from stampede import metrics
 from stampede.metrics import percentiles
 from stampede.runner import RunResult
 
@@ -49,16 +50,14 @@ def row(mode: str, result: RunResult) -> dict[str, Any]:
     wake = percentiles(wake_up_delays_ms(result))
     return {
         "wait": mode,
-        "requests": result.summary["requests"],
-        "wait_hit": result.summary["outcomes"]["wait_hit"],
+        **metrics.row(result.summary, ["requests", "n_wait_hit"]),
         "wait_hit_p50-origin_ms": wp["p50"] - origin_ms,
         "wait_hit_p99-origin_ms": wp["p99"] - origin_ms,
         "pod_p50-origin_ms": pod["p50"] - origin_ms,
         "pod_p99-origin_ms": pod["p99"] - origin_ms,
         "wake_p50_ms": wake["p50"],
         "wake_p99_ms": wake["p99"],
-        "hot_p99_steady_ms": result.summary["hot_latency_ms_steady"]["p99"],
-        "redis_cmds/req": result.summary["redis_commands_per_request"],
+        **metrics.row(result.summary, ["hot_latency_steady_p99_ms", "redis_commands_per_request"]),
     }
 
 

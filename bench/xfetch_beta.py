@@ -13,6 +13,7 @@ from typing import Any
 
 from _common import duration_of, emit, machine_facts, measure, one_lab, parser
 
+from stampede import metrics
 from stampede.runner import RunResult
 
 RUNS: dict[str, tuple[str, dict[str, Any]]] = {
@@ -20,20 +21,20 @@ RUNS: dict[str, tuple[str, dict[str, Any]]] = {
     **{f"fixed_cutoff {c:g}": ("fixed_cutoff", {"cutoff": c}) for c in (0.8, 0.9)},
 }
 
+COLUMNS = (
+    "origin_reads",
+    "origin_reads_hot",
+    "reads_over_bound",
+    "hot_latency_steady_p99_ms",
+    "max_origin_per_s_steady",
+    "n_miss",
+)
+
 
 def row(label: str, result: RunResult) -> dict[str, Any]:
-    s = result.summary
-    return {
-        "run": label,
-        "early_refresh": s["outcomes"].get("early_refresh", 0),
-        "early_attempts": result.counters.get("early_attempts", 0),
-        "origin_reads": s["origin_reads"],
-        "reads_hot": s["origin_reads_hot"],
-        "reads/bound": s["reads_over_bound"],
-        "hot_p99_steady_ms": s["hot_latency_ms_steady"]["p99"],
-        "max_origin/s_steady": s["max_origin_per_s_steady"],
-        "miss": s["outcomes"].get("miss", 0),
-    }
+    early = metrics.row(result.summary, ["n_early_refresh"])
+    attempts = {"early_attempts": result.counters.get("early_attempts", 0)}
+    return {"run": label, **early, **attempts, **metrics.row(result.summary, COLUMNS)}
 
 
 def main(argv: list[str] | None = None) -> int:

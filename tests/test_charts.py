@@ -191,13 +191,13 @@ SUMMARY = pd.DataFrame(
         "strategy": ["naive", "single_flight", "swr"],
         "max_origin_per_s_steady": [61, 8, 7],
         "origin_reads": [689, 111, 111],
-        "hot_p99_ms_steady": [223.0, 213.0, 28.0],
+        "hot_latency_steady_p99_ms": [223.0, 213.0, 28.0],
     }
 )
 
 
 def test_comparison_has_one_panel_per_metric_with_independent_y() -> None:
-    metrics = ["max_origin_per_s_steady", "origin_reads", "hot_p99_ms_steady"]
+    metrics = ["max_origin_per_s_steady", "origin_reads", "hot_latency_steady_p99_ms"]
     chart = charts.comparison(SUMMARY, metrics=metrics)
     assert isinstance(chart, alt.Chart)
     spec = chart.to_dict()

@@ -1,11 +1,18 @@
-"""``stampede.__all__`` is honest, and importing the package does nothing (STYLE.md 8, 9)."""
+"""Every module's ``__all__`` is honest, and importing the package does nothing (STYLE 8, 9)."""
 
 from __future__ import annotations
 
+import ast
+import importlib
+import inspect
 import os
+import pkgutil
 import subprocess
 import sys
 import types
+from pathlib import Path
+
+import pytest
 
 import stampede
 
@@ -65,3 +72,76 @@ def test_importing_stampede_starts_nothing_and_opens_no_socket() -> None:
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["1", "0", "0"]  # threads, sockets, child processes
+
+
+# ---- every module ------------------------------------------------------------------------------
+SRC = Path(stampede.__file__).parent
+ROOT = SRC.parent.parent
+
+
+def modules() -> list[str]:
+    names = ["stampede"]
+    for info in pkgutil.walk_packages(stampede.__path__, "stampede."):
+        names.append(info.name)
+    return sorted(n for n in names if not n.endswith("__main__"))
+
+
+def imported_from(module: str) -> set[str]:
+    """Names other code (src, tests, bench, tools) imports with ``from module import name``."""
+    names: set[str] = set()
+    for folder in ("src", "tests", "bench", "tools"):
+        for path in (ROOT / folder).rglob("*.py"):
+            for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+                if isinstance(node, ast.ImportFrom) and node.module == module and node.level == 0:
+                    names.update(alias.name for alias in node.names)
+    return names
+
+
+# Public-looking names in modules other helpers were rewriting when this test landed: each is
+# to be exported or renamed with a leading underscore by the module's owner, then removed here.
+NOT_YET = {"stampede.load": {"main", "server_ms"}, "stampede.pod": {"RememberedMissing", "get_pod"}}
+
+
+@pytest.mark.parametrize("name", modules())
+def test_every_module_has_an_honest_all(name: str) -> None:
+    module = importlib.import_module(name)
+    exported = getattr(module, "__all__", None)
+    assert exported is not None, f"{name} has no __all__"
+    assert len(exported) == len(set(exported)), f"{name}.__all__ repeats a name"
+    missing = [n for n in exported if not hasattr(module, n)]
+    assert not missing, f"{name}.__all__ names what it does not have: {missing}"
+    defined = {
+        n
+        for n, value in vars(module).items()
+        if not n.startswith("_")
+        and (inspect.isclass(value) or inspect.isfunction(value))
+        and value.__module__ == name
+    } - NOT_YET.get(name, set())
+    assert defined <= set(exported), (
+        f"{name} defines but does not export {sorted(defined - set(exported))}"
+    )
+    used = {n for n in imported_from(name) if not n.startswith("_")} - NOT_YET.get(name, set())
+    submodules = {n for n in used if isinstance(getattr(module, n, None), types.ModuleType)}
+    assert used - submodules <= set(exported), (
+        f"other modules import {sorted(used - submodules - set(exported))} from {name}, "
+        "which its __all__ leaves out"
+    )
+
+
+FLOOR_PROBE = """
+import sys
+import stampede.pod
+from stampede.registry import strategy_class, strategy_names
+for name in strategy_names():
+    strategy_class(name)
+print(sorted(m for m in sys.modules if m in {{{above}}}))
+"""
+# ``stampede.lab`` is left out: the package's top level re-exports ``Lab`` for notebooks.
+ABOVE_THE_POD = ("stampede.runner", "stampede.metrics", "stampede.charts", "pandas", "altair")
+
+
+def test_a_pod_and_every_strategy_import_nothing_from_the_floors_above() -> None:
+    probe = FLOOR_PROBE.format(above=", ".join(repr(m) for m in ABOVE_THE_POD))
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"

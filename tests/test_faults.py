@@ -20,10 +20,10 @@ from redis.asyncio import Redis
 
 from stampede import paths, procs
 from stampede.cache import CacheStore
-from stampede.config import LabConfig, StrategyConfig
+from stampede.config import Fault, LabConfig, StrategyConfig
 from stampede.envelope import Entry
 from stampede.errors import ConfigError, OriginError
-from stampede.faults import Fault, max_concurrency, recovery_s
+from stampede.fault_report import max_concurrency, recovery_s
 from stampede.lab import Lab
 from stampede.load import backoff_s
 from stampede.metrics import accounting

@@ -1,4 +1,4 @@
-"""Metric definitions (DESIGN.md section 4) on small hand-made frames, hand-computed answers."""
+"""Metric definitions (the book's appendix) on small hand-made frames, hand-computed answers."""
 
 from __future__ import annotations
 
@@ -12,16 +12,26 @@ import pytest
 
 from stampede.load import RECORD_FIELDS
 from stampede.metrics import (
+    COLUMNS,
+    HEADLINE,
+    METRICS,
     OUTCOMES,
+    SERVED_WITH_ORIGIN_OR_NOT_AT_ALL,
+    SERVED_WITHOUT_ORIGIN,
     RunShape,
     cover_windows,
+    hot_read_gap_median_s,
     hot_reads_per_window,
     lower_bound,
     max_per_second,
+    mean_or_nan,
+    negative_cache_windows,
     per_second,
     percentiles,
+    row,
     summarize,
 )
+from stampede.outcomes import Outcome
 
 SHAPE = RunShape(duration_s=12, ttl_s=5, origin_latency_s=0.2, hot_item=1)
 
@@ -238,3 +248,76 @@ def test_per_second_lists_its_metrics_in_the_docstring() -> None:
     doc = per_second.__doc__ or ""
     missing = sorted(m for m in PER_SECOND_METRICS if m not in doc)
     assert not missing, f"per_second's docstring does not name {missing}"
+
+
+# ---- the metric table ----------------------------------------------------------------------
+def test_every_outcome_is_classified_served_without_origin_or_not() -> None:
+    both = SERVED_WITHOUT_ORIGIN & SERVED_WITH_ORIGIN_OR_NOT_AT_ALL
+    neither = set(Outcome) - SERVED_WITHOUT_ORIGIN - SERVED_WITH_ORIGIN_OR_NOT_AT_ALL
+    assert not both, f"outcomes counted both ways: {sorted(both)}"
+    assert not neither, f"outcomes the metrics do not classify: {sorted(neither)}"
+    assert set(OUTCOMES) <= set(Outcome)
+
+
+def test_summarize_computes_exactly_the_table_entries_it_owns() -> None:
+    summary = summarize(records(outcome_rows()), reads([1.0]), SHAPE)
+    own = {name for name, m in METRICS.items() if m.compute is not None}
+    assert set(summary) == own
+    runner = {name for name, m in METRICS.items() if m.compute is None}
+    assert runner == {"redis_commands", "redis_commands_per_request"}
+
+
+def test_every_column_reads_a_summary() -> None:
+    summary = summarize(records(outcome_rows()), reads([1.0]), SHAPE)
+    summary |= {"redis_commands": 8, "redis_commands_per_request": 1.0}
+    values = row(summary, COLUMNS)
+    assert set(values) == set(COLUMNS)
+    assert values["hot_latency_p99_ms"] == summary["hot_latency_ms"]["p99"]
+    assert values["n_wait_hit"] == 1 and values["n_fail_open"] == 0
+    assert set(HEADLINE) <= set(COLUMNS)
+    assert all(c.label and c.unit for c in COLUMNS.values())
+    with pytest.raises(KeyError, match="hot_p99_st"):
+        row(summary, ["hot_p99_st"])
+
+
+def test_max_origin_per_s_hot_steady_counts_the_hot_key_only() -> None:
+    times = [0.1] * 9 + [5.3, 5.4] + [10.6, 10.7, 10.8]
+    mixed = pd.concat([reads(times), reads([6.1] * 5, item=2)], ignore_index=True)
+    summary = summarize(records(every(0.5, 12)), mixed, SHAPE)
+    assert summary["max_origin_per_s_steady"] == 5  # item 2's burst in second 6
+    assert summary["max_origin_per_s_hot_steady"] == 3  # the hot key's needle at ~10.7
+
+
+def test_send_lag_is_send_minus_schedule_in_ms() -> None:
+    rows = [
+        {"t": i, "t_sched": float(i), "t_send": i + lag} for i, lag in enumerate([0, 0.002, 0.1])
+    ]
+    lag = summarize(records(rows), reads([]), SHAPE)["send_lag_ms"]
+    assert lag["p50"] == pytest.approx(2.0)
+    assert lag["max"] == pytest.approx(100.0)
+    assert lag["p99"] == pytest.approx(float(np.percentile([0, 2, 100], 99)))
+
+
+def test_hot_read_gap_and_window_mean() -> None:
+    frame = records(every(0.1, 12))
+    hot = reads([0.0, 0.01, 5.25, 5.3, 5.35, 10.45])
+    assert hot_read_gap_median_s(hot, SHAPE) == pytest.approx(
+        float(np.median([0.01, 5.24, 0.05, 0.05, 5.1]))
+    )
+    assert math.isnan(hot_read_gap_median_s(reads([1.0]), SHAPE))
+    summary = summarize(frame, hot, SHAPE)
+    assert summary["hot_reads_per_window"] == [2, 3]
+    assert summary["hot_reads_per_window_mean"] == 2.5
+    assert math.isnan(mean_or_nan([]))
+
+
+def test_negative_cache_windows_cover_unknown_ids_by_negative_ttl_plus_latency() -> None:
+    shape = RunShape(12, 5, 0.2, 1, negative_ttl_s=2.0, origin_items=100)
+    rows = [*every(0.5, 12), *({"t": t, "item": 101} for t in (0.0, 1.0, 2.1, 2.3, 5.0))]
+    frame = records([*rows, {"t": 3.0, "item": 150}])
+    # item 101: windows at 0.0 (to 2.2) and 2.3 (to 4.5), then 5.0; item 150: one
+    assert negative_cache_windows(frame, shape) == 4
+    assert negative_cache_windows(frame, SHAPE) == 0  # every id exists
+    unknown = pd.concat([reads([0.0]), reads([0.0, 2.3], item=101)], ignore_index=True)
+    summary = summarize(frame, unknown, shape)
+    assert (summary["origin_reads_unknown"], summary["negative_cache_windows"]) == (2, 4)

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from redis.asyncio import Redis
 
+from stampede.burst import cold_burst
 from stampede.cache import CacheStore
 from stampede.config import StrategyConfig
 from stampede.envelope import json_bytes
@@ -124,7 +125,7 @@ OVER_THREE_PODS = {
 
 @pytest.mark.parametrize("name", [*peers.PEERS, "single_flight"])
 def test_twenty_cold_requests_over_three_pods(lab: Lab, name: str) -> None:
-    burst = peers.cold_burst(lab, name, requests=CALLERS)
+    burst = cold_burst(lab, name, requests=CALLERS)
     assert burst.statuses == {200: CALLERS}
     low, high = OVER_THREE_PODS.get(name, (1, 1))
     assert low <= burst.origin_reads <= high, burst
@@ -133,8 +134,8 @@ def test_twenty_cold_requests_over_three_pods(lab: Lab, name: str) -> None:
 
 def test_aiocache_locks_inside_one_pod_only(lab: Lab) -> None:
     """The same burst on one pod reads once: RedLock's waiters wait on a per-process Event."""
-    one_pod = [peers.cold_burst(lab, "aiocache", requests=CALLERS, pods=1) for _ in range(5)]
-    three_pods = peers.cold_burst(lab, "aiocache", requests=CALLERS)
+    one_pod = [cold_burst(lab, "aiocache", requests=CALLERS, pods=1) for _ in range(5)]
+    three_pods = cold_burst(lab, "aiocache", requests=CALLERS)
     assert min(b.origin_reads for b in one_pod) == 1
     holder_pod = max(three_pods.reads_per_pod, key=lambda pod: -three_pods.reads_per_pod[pod])
     assert three_pods.reads_per_pod[holder_pod] <= 1

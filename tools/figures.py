@@ -4,8 +4,8 @@ Usage: ``python tools/figures.py [--duration S] chapters/*.ipynb`` (``make figur
 
 1. Stage the book under ``book/_build/site/``, mirroring the repository's layout so the
    chapters' relative paths (``{literalinclude} ../src/...``) resolve: ``book/_config.yml``,
-   ``book/_toc.yml``, ``book/intro.md`` and ``book/_static/`` go to ``site/book/``, the
-   package's sources to ``site/src/``.
+   ``book/_toc.yml``, ``book/intro.md``, ``book/appendix.md`` and ``book/_static/`` go to
+   ``site/book/``, the package's sources to ``site/src/``.
 2. Run each chapter with papermill (cwd: the repository root; kernel: ``python3``, which
    jupyter_client starts with this interpreter) and write the executed copy to
    ``site/chapters/<name>.ipynb``. ``--duration S`` becomes ``-p duration_s S``; without it a
@@ -39,7 +39,7 @@ from tqdm.auto import tqdm
 ROOT = Path(__file__).resolve().parent.parent
 SITE = ROOT / "book" / "_build" / "site"
 FIGURES = ROOT / "book" / "figures"
-BOOK_FILES = ("_config.yml", "_toc.yml", "intro.md")
+BOOK_FILES = ("_config.yml", "_toc.yml", "intro.md", "appendix.md")
 VEGA_MIME = "application/vnd.vega.v5+json"
 KERNEL = "python3"
 

@@ -11,7 +11,8 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from stampede.config import LabConfig, LoadConfig, StrategyConfig
+from stampede.burst import Burst, cold_burst
+from stampede.config import Fault, LabConfig, LoadConfig, StrategyConfig
 from stampede.errors import (
     ConfigError,
     ItemNotFound,
@@ -22,10 +23,11 @@ from stampede.errors import (
     ProcessFailed,
     RedisNotFound,
     StampedeError,
+    StrategyUnavailable,
     WaitTimeout,
 )
 from stampede.lab import Lab
-from stampede.strategies import strategy_names
+from stampede.registry import strategy_names
 
 if TYPE_CHECKING:
     from stampede import charts
@@ -45,7 +47,9 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "Burst",
     "ConfigError",
+    "Fault",
     "ItemNotFound",
     "Lab",
     "LabConfig",
@@ -59,8 +63,10 @@ __all__ = [
     "RunResult",
     "StampedeError",
     "StrategyConfig",
+    "StrategyUnavailable",
     "WaitTimeout",
     "charts",
+    "cold_burst",
     "compare",
     "run",
     "strategy_names",

@@ -1,8 +1,9 @@
 """Charts for the book: built from tidy per-second frames and returned, never shown or saved.
 
 Every chart reads a *pre-aggregated* frame (one row per second per metric, optionally per
-strategy; DESIGN.md §4): Altair never sees raw per-request rows, so specs stay small and a
-notebook output stays a few dozen kilobytes. Duplicate rows per second and metric are refused.
+strategy; see the book's appendix): Altair never sees raw per-request rows, so specs stay
+small and a notebook output stays a few dozen kilobytes. Duplicate rows per second and
+metric are refused.
 
 The two-panel time series is the lesson of the reference write-up: origin reads/s on top (the
 needles at every hot-key expiry), hot-key latency below (what users felt). ``save`` is the one
@@ -20,6 +21,8 @@ from typing import Any
 import altair as alt
 import pandas as pd
 import vl_convert as vlc
+
+from stampede import metrics as metrics_table
 
 __all__ = [
     "RENDERER",
@@ -48,18 +51,8 @@ LATENCY_METRICS = {
     "hot": {"hot_latency_p50_ms": "p50", "hot_latency_p99_ms": "p99"},
     "all": {"latency_p50_ms": "p50", "latency_p99_ms": "p99"},
 }
-SUMMARY_LABELS = {
-    "max_origin_per_s": "max origin reads/s",
-    "max_origin_per_s_steady": "max origin reads/s (steady)",
-    "origin_reads": "origin reads",
-    "origin_reads_hot": "hot-key origin reads",
-    "reads_over_bound": "origin reads / lower bound",
-    "seconds_above_threshold": "seconds above threshold",
-    "hit_rate": "hit rate",
-    "hot_p99_ms_steady": "hot-key p99 ms (steady)",
-    "hot_p50_ms_steady": "hot-key p50 ms (steady)",
-    "p99_ms": "p99 ms (all keys)",
-}
+SUMMARY_LABELS = {name: column.label for name, column in metrics_table.COLUMNS.items()}
+"""Panel titles of ``comparison``: the metric table's labels, one per ``compare`` column."""
 EMBED_ACTIONS = {"export": True, "source": False, "compiled": False, "editor": False}
 VEGA_MIME = "application/vnd.vega.v5+json"
 
@@ -169,7 +162,7 @@ def comparison(
             f"comparison metrics {missing or list(metrics)} are not columns of the summary; "
             f"valid: {[c for c in table.columns if c != 'strategy']}"
         )
-    labels = [SUMMARY_LABELS.get(m, m.replace("_", " ")) for m in metrics]
+    labels = [metrics_table.label(m) for m in metrics]
     long = table.melt(
         id_vars=["strategy"], value_vars=list(metrics), var_name="metric", value_name="value"
     )

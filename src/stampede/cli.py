@@ -27,6 +27,7 @@ from stampede import paths, procs
 from stampede.config import LabConfig, LoadConfig, StrategyConfig, validated
 from stampede.errors import ConfigError, StampedeError
 from stampede.lab import Lab, load_state, save_state
+from stampede.registry import strategy_names
 
 __all__ = ["main"]
 
@@ -110,8 +111,6 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _strategies(args: argparse.Namespace) -> int:
-    from stampede.strategies import strategy_names
-
     print("\n".join(strategy_names()))
     return 0
 
@@ -204,25 +203,14 @@ def _jsonable(value: Any) -> Any:
 
 
 def _table(summary: dict[str, Any]) -> str:
-    lat = summary["latency_ms"]
-    hot = summary["hot_latency_ms_steady"]
-    rows = [
-        ("strategy", summary["strategy"]),
-        ("requests (req/s)", f"{summary['requests']} ({summary['rps']:.0f})"),
-        ("origin reads (hot/cold)", f"{summary['origin_reads']} "
-         f"({summary['origin_reads_hot']}/{summary['origin_reads_cold']})"),
-        ("hot reads per TTL window", summary["hot_reads_per_window"]),
-        ("max origin reads/s (steady)", f"{summary['max_origin_per_s']} "
-         f"({summary['max_origin_per_s_steady']})"),
-        ("seconds above threshold", summary["seconds_above_threshold"]),
-        ("lower bound; reads/bound",
-         f"{summary['lower_bound']}; {summary['reads_over_bound']:.2f}"),
-        ("hit rate", f"{summary['hit_rate']:.1%}"),
-        ("latency p50/p99/max ms", f"{lat['p50']:.1f} / {lat['p99']:.1f} / {lat['max']:.1f}"),
-        ("hot p50/p99 ms (steady)", f"{hot['p50']:.1f} / {hot['p99']:.1f}"),
-        ("outcomes", " ".join(f"{k}={v}" for k, v in summary["outcomes"].items())),
-        ("lost", summary["lost"]),
-    ]  # fmt: skip
+    """The metric table's CLI rows (:data:`stampede.metrics.CLI_ROWS`), label and value."""
+    from stampede.metrics import CLI_ROWS, METRICS  # with pandas: only after a run
+
+    rows: list[tuple[str, Any]] = [("strategy", summary["strategy"])]
+    for name in CLI_ROWS:
+        metric = METRICS[name]
+        title = metric.label.format(pct="p50/p99/max")
+        rows.append((title, metric.format(summary[name])))
     width = max(len(k) for k, _ in rows)
     return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
 

@@ -1,5 +1,9 @@
 """Every parameter of a run in three validated models: strategy, load and lab.
 
+A :class:`Fault` (what breaks, when, for how long) is a lab parameter like the others: part
+of :class:`LabConfig` and of the run's cache key. :mod:`stampede.injector` applies the
+schedule, :mod:`stampede.fault_report` measures what it did.
+
 One place (the brief's "settings: one place"): pods, the command line, the runner and the
 notebooks all build these models, so a bad value is rejected with the same one-line message
 everywhere, before any process starts. Pods read the same strategy fields from the environment
@@ -8,6 +12,7 @@ through :class:`PodSettings` (``STAMPEDE_`` prefix), which is also the compose f
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal, TypeVar
@@ -16,13 +21,15 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from stampede.errors import ConfigError
-from stampede.faults import Fault
+from stampede.registry import strategy_names
 
 __all__ = [
+    "Fault",
     "LabConfig",
     "LoadConfig",
     "PodSettings",
     "StrategyConfig",
+    "check_schedule",
     "get_settings",
     "validated",
 ]
@@ -67,8 +74,6 @@ class StrategyConfig(BaseModel):
     @field_validator("strategy")
     @classmethod
     def _known_strategy(cls, name: str) -> str:
-        from stampede.strategies import strategy_names  # late: strategies import this module
-
         if name not in strategy_names():
             valid = ", ".join(strategy_names())
             raise ValueError(f"unknown strategy {name!r}; valid: {valid}")
@@ -104,6 +109,32 @@ class LoadConfig(BaseModel):
         if self.workers > self.clients:
             raise ValueError(f"workers ({self.workers}) cannot exceed clients ({self.clients})")
         return self
+
+
+class Fault(BaseModel):
+    """One scheduled fault: what, when (s after the load starts), for how long, on which pod."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    kind: Literal["redis_restart", "pod_kill"] = Field(description="what breaks")
+    at_s: float = Field(gt=0, le=3600, description="when, s after the load starts")
+    down_s: float | None = Field(
+        1.0, ge=0, le=600, description="how long it stays down (pod_kill: None = for good)"
+    )
+    pod: int = Field(0, ge=0, le=15, description="pod_kill: which pod, 0-based")
+
+
+def check_schedule(faults: Sequence[Fault], duration_s: float) -> None:
+    """Refuse a fault that would start or end after the load: the run could not see it."""
+    for fault in faults:
+        if fault.kind == "redis_restart" and fault.down_s is None:
+            raise ConfigError("redis_restart needs down_s (seconds Redis stays down)")
+        end = fault.at_s + (fault.down_s or 0.0)
+        if end >= duration_s:
+            raise ConfigError(
+                f"fault {fault.kind} at {fault.at_s:g} s + down {fault.down_s} s ends after the "
+                f"load ({duration_s:g} s); valid: at_s + down_s < duration_s"
+            )
 
 
 class LabConfig(BaseModel):

@@ -2,6 +2,7 @@
 
     StampedeError
     ├── ConfigError            a bad parameter, caught before anything starts
+    │   └── StrategyUnavailable  a registered strategy whose optional library is missing
     ├── LabError               the lab could not start, or was lost
     │   ├── RedisNotFound      no ``redis-server`` on PATH
     │   ├── PortInUse          a port the lab wanted is taken
@@ -30,6 +31,7 @@ __all__ = [
     "RedisNotFound",
     "RememberedMissing",
     "StampedeError",
+    "StrategyUnavailable",
     "WaitTimeout",
 ]
 
@@ -40,6 +42,10 @@ class StampedeError(Exception):
 
 class ConfigError(StampedeError, ValueError):
     """A lab, strategy or load parameter is out of range or unknown."""
+
+
+class StrategyUnavailable(ConfigError):
+    """A registered strategy needs a library that is not installed; the message says which."""
 
 
 class LabError(StampedeError):

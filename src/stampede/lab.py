@@ -6,7 +6,7 @@ their ``PR_SET_PDEATHSIG`` covers a killed kernel. ``Lab.attach()`` / ``Lab.from
 a lab someone else runs (the compose stack, ``stampede lab up``) through its URLs, so a
 notebook never cares which launcher is behind it.
 
-An embedded lab can also be broken on purpose (:mod:`stampede.faults`): ``restart_redis``,
+An embedded lab can also be broken on purpose (:mod:`stampede.injector`): ``restart_redis``,
 ``kill_pod`` and ``start_pod`` act on the PIDs it started, and ``stop()`` copes with a process
 that is already dead.
 """
@@ -36,7 +36,7 @@ from stampede.config import LabConfig, StrategyConfig
 from stampede.errors import LabError, PortInUse, ProcessFailed, RedisNotFound
 from stampede.origin import ensure_origin
 
-__all__ = ["Lab", "pod_command", "pod_env"]
+__all__ = ["Lab", "load_state", "pod_command", "pod_env", "save_state"]
 
 T = TypeVar("T")
 
@@ -170,11 +170,6 @@ class Lab:
         if not pods or not redis_url:
             raise LabError("set STAMPEDE_POD_URLS and STAMPEDE_REDIS_URL to attach to a lab")
         return cls.attach(pods, redis_url)
-
-    @classmethod
-    def default(cls) -> Lab:
-        """Attach when the environment names a lab, otherwise start the embedded one."""
-        return cls.from_env() if os.environ.get("STAMPEDE_POD_URLS") else cls.embedded()
 
     # ---- running ---------------------------------------------------------------------
     def configure(self, config: StrategyConfig) -> None:
@@ -347,8 +342,9 @@ def _wait_pod(proc: procs.ManagedProcess, url: str) -> None:
         return httpx.get(f"{url}/health", timeout=0.5).status_code == 200
 
     try:
-        # A pod imports FastAPI, pandas and altair (~6 s of CPU, much of it jsonschema's
-        # rfc3987 grammar): on a busy 2-core machine that alone can pass 20 s.
+        # A pod imports FastAPI, pydantic and redis-py, not pandas or altair (~1.3 s of CPU;
+        # its strategy is imported on the first /admin/config); a busy 2-core machine can
+        # still stretch a start to tens of seconds, hence the generous deadline.
         proc.wait_ready(healthy, timeout_s=POD_START_TIMEOUT_S)
     except ProcessFailed as exc:
         if "address already in use" in str(exc).lower():

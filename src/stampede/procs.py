@@ -22,7 +22,15 @@ from pathlib import Path
 
 from stampede.errors import PortInUse, ProcessFailed
 
-__all__ = ["ManagedProcess", "free_port", "pid_alive", "port_is_free", "start", "stop_pid"]
+__all__ = [
+    "ManagedProcess",
+    "check_port",
+    "free_port",
+    "pid_alive",
+    "port_is_free",
+    "start",
+    "stop_pid",
+]
 
 _PR_SET_PDEATHSIG = 1
 

@@ -31,10 +31,11 @@ from typing import Any
 import pandas as pd
 from tqdm.auto import tqdm
 
-from stampede import paths
-from stampede.config import LabConfig, LoadConfig, StrategyConfig, validated
+from stampede import metrics, paths
+from stampede.config import Fault, LabConfig, LoadConfig, StrategyConfig, check_schedule, validated
 from stampede.errors import ConfigError, LabError, LostRequests
-from stampede.faults import Fault, FaultInjector, check_schedule, fault_report
+from stampede.fault_report import fault_report
+from stampede.injector import FaultInjector
 from stampede.lab import Lab
 from stampede.metrics import RunShape, hot_windows, per_second, summarize
 
@@ -59,8 +60,7 @@ class RunResult:
 
     @property
     def shape(self) -> RunShape:
-        p = self.params
-        return RunShape(p["duration_s"], p["ttl_s"], p["origin_latency_ms"] / 1000, p["hot_item"])
+        return RunShape.of(self.params)
 
     @cached_property
     def frame(self) -> pd.DataFrame:
@@ -103,7 +103,7 @@ def run(
 
     Without ``lab``, attaches to the lab named by ``STAMPEDE_POD_URLS`` if set, else starts an
     embedded lab for this run and stops it after. ``faults`` (a list of
-    :class:`~stampede.faults.Fault`) need an embedded lab; their timeline and measured effect
+    :class:`~stampede.config.Fault`) need an embedded lab; their timeline and measured effect
     land in ``summary["faults"]``. Every run checks that nothing was lost (sent = responses +
     errors + timeouts) and raises :class:`LostRequests` otherwise.
     """
@@ -143,35 +143,21 @@ def machine_exclusive() -> Iterator[None]:
 
 
 def compare(results: Sequence[RunResult], columns: Sequence[str] | None = None) -> pd.DataFrame:
-    """One row per run, the headline numbers side by side (nested latencies flattened)."""
-    rows = []
-    for result in results:
-        s = result.summary
-        row: dict[str, Any] = {"strategy": result.strategy}
-        for key in SUMMARY_COLUMNS:
-            row[key] = s[key]
-        for name in ("latency_ms", "hot_latency_ms", "hot_latency_ms_steady", "hit_latency_ms"):
-            for pct in ("p50", "p99"):
-                row[f"{name.removesuffix('_ms')}_{pct}_ms"] = s[name][pct]
-        row.update({f"n_{k}": v for k, v in s["outcomes"].items()})
-        rows.append(row)
-    frame = pd.DataFrame(rows).set_index("strategy")
-    return frame if columns is None else frame[list(columns)]
+    """One row per run, columns from the metric table (:data:`stampede.metrics.COLUMNS`).
+
+    Without ``columns``: :data:`~stampede.metrics.SUMMARY_COLUMNS`, then every latency's p50
+    and p99 (``latency_p50_ms``, ``hot_latency_steady_p99_ms``, ...), then ``n_<outcome>``.
+    Presets such as :data:`~stampede.metrics.HEADLINE` are tuples of column names.
+    """
+    names = list(columns) if columns is not None else _default_columns()
+    rows = [{"strategy": r.strategy, **metrics.row(r.summary, names)} for r in results]
+    return pd.DataFrame(rows, columns=["strategy", *names]).set_index("strategy")
 
 
-SUMMARY_COLUMNS = (
-    "requests",
-    "origin_reads",
-    "origin_reads_hot",
-    "origin_reads_cold",
-    "max_origin_per_s",
-    "max_origin_per_s_steady",
-    "seconds_above_threshold",
-    "lower_bound",
-    "reads_over_bound",
-    "hit_rate",
-    "redis_commands_per_request",
-)
+def _default_columns() -> list[str]:
+    latencies = [c.name for c in metrics.COLUMNS.values() if c.name.endswith("_ms")]
+    outcomes = [c.name for c in metrics.COLUMNS.values() if c.metric == "outcomes"]
+    return [*metrics.SUMMARY_COLUMNS, *latencies, *outcomes]
 
 
 def _measure(
@@ -200,7 +186,7 @@ def _measure(
     ).astype({"start": float, "end": float, "item": int, "ok": bool})
     reads["t"] = reads["start"] - start
     records["t"] = records["t_send"] - start
-    shape = RunShape(load.duration_s, config.ttl_s, config.origin_latency_ms / 1000, load.hot_item)
+    shape = RunShape.of(params)
     summary = summarize(records, reads, shape, sent=sent)
     if summary["lost"]:
         raise LostRequests(

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from abc import abstractmethod
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, ClassVar
 
 from redis.asyncio import Redis
 
@@ -22,7 +22,16 @@ from stampede.envelope import Fetched, json_bytes
 from stampede.outcomes import Outcome
 from stampede.strategies.base import Deps, Loader, Strategy
 
-__all__ = ["Close", "DecoratedPeer", "Fetch", "Traced", "redis_url"]
+__all__ = [
+    "CashewsPeer",
+    "Close",
+    "DecoratedPeer",
+    "Fetch",
+    "Peer",
+    "Traced",
+    "fetch_through",
+    "redis_url",
+]
 
 Fetch = Callable[[int, "Traced"], Awaitable[dict[str, Any]]]
 Close = Callable[[], Awaitable[Any]]
@@ -66,7 +75,28 @@ class Traced:
         return Outcome.EARLY_REFRESH if self.called else Outcome.HIT
 
 
-class DecoratedPeer(Strategy):
+async def fetch_through(item: int, load: Traced) -> dict[str, Any]:
+    """The function every decorating library wraps: the origin read, through ``load``."""
+    return await load()
+
+
+class Peer(Strategy):
+    """A library used as a strategy: what it is and the settings it runs with."""
+
+    library: ClassVar[str]  # name and pinned version, e.g. "cashews 7.6.0"
+
+    @classmethod
+    def library_settings(cls, config: StrategyConfig) -> dict[str, Any]:
+        """Every setting this adapter gives the library, and the defaults that matter."""
+        return {"library": cls.library, "cache TTL (s)": config.ttl_s, **cls.settings(config)}
+
+    @classmethod
+    @abstractmethod
+    def settings(cls, config: StrategyConfig) -> dict[str, Any]:
+        """The adapter's own part of :meth:`library_settings`."""
+
+
+class DecoratedPeer(Peer):
     """A library used as a decorator around ``fetch(item, load)``: what the adapters share.
 
     The decorated function is built on the first request, in the pod's own process and event
@@ -95,3 +125,37 @@ class DecoratedPeer(Strategy):
         if self._close is not None:
             await self._close()
             self._close = None
+
+
+class CashewsPeer(DecoratedPeer):
+    """cashews set up as its README shows, ``Cache().setup(redis_url)``; subclasses decorate."""
+
+    library = "cashews 7.6.0"
+
+    @classmethod
+    def settings(cls, config: StrategyConfig) -> dict[str, Any]:
+        common = {"setup": "Cache().setup(redis_url)"}
+        return {**common, **cls.decorator_settings(config), "max_connections": 10}
+
+    @classmethod
+    @abstractmethod
+    def decorator_settings(cls, config: StrategyConfig) -> dict[str, Any]:
+        """The decorator's arguments and the library defaults that matter for it."""
+
+    early: ClassVar[bool]  # @cache.early(ttl, key) if true, else @cache(ttl, key, lock=True)
+
+    def decorator(self, cache: Any) -> Callable[[Fetch], Fetch]:
+        """The cashews decorator this adapter wraps :func:`fetch_through` with."""
+        ttl, key = self.config.ttl_s, "item:{item}"
+        wrap: Callable[[Fetch], Fetch] = (
+            cache.early(ttl=ttl, key=key) if self.early else cache(ttl=ttl, key=key, lock=True)
+        )
+        return wrap
+
+    def _build(self) -> tuple[Fetch, Close]:
+        """Created on the first request, in the pod's own process and event loop."""
+        from cashews import Cache  # late: importing cashews costs ~0.3 s
+
+        cache = Cache()
+        cache.setup(redis_url(self.deps.redis))
+        return self.decorator(cache)(fetch_through), cache.close

@@ -19,8 +19,8 @@ from __future__ import annotations
 from typing import Any
 
 from stampede.config import StrategyConfig
-from stampede.peers._common import Close, DecoratedPeer, Fetch, Traced
-from stampede.strategies.registry import register
+from stampede.peers._common import Close, DecoratedPeer, Fetch, Traced, fetch_through
+from stampede.registry import register
 
 __all__ = ["AiocacheRedLock"]
 
@@ -33,12 +33,11 @@ def _key(func: object, item: int, load: Traced) -> str:
 class AiocacheRedLock(DecoratedPeer):
     name = "aiocache"
 
+    library = "aiocache 0.12.3"
+
     @classmethod
-    def library_settings(cls, config: StrategyConfig) -> dict[str, Any]:
-        """Every setting this adapter gives the library, and the defaults that matter."""
+    def settings(cls, config: StrategyConfig) -> dict[str, Any]:
         return {
-            "library": "aiocache 0.12.3",
-            "cache TTL (s)": config.ttl_s,
             "decorator": (
                 f"@cached_stampede(ttl={config.ttl_s:g}, cache=Cache.REDIS, "
                 "endpoint, port, db, key_builder=item:{item})"
@@ -61,9 +60,5 @@ class AiocacheRedLock(DecoratedPeer):
             port=kwargs.get("port", 6379),
             db=kwargs.get("db", 0),
         )
-
-        async def fetch(item: int, load: Traced) -> dict[str, Any]:
-            return await load()
-
-        wrapped: Fetch = decorator(fetch)
+        wrapped: Fetch = decorator(fetch_through)
         return wrapped, decorator.cache.close

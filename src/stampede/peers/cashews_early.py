@@ -17,40 +17,28 @@ from __future__ import annotations
 from typing import Any
 
 from stampede.config import StrategyConfig
-from stampede.peers._common import Close, DecoratedPeer, Fetch, Traced, redis_url
-from stampede.strategies.registry import register
+from stampede.peers._common import CashewsPeer
+from stampede.registry import register
 
 __all__ = ["CashewsEarly"]
 
 
 @register
-class CashewsEarly(DecoratedPeer):
+class CashewsEarly(CashewsPeer):
+    """``@cache.early(ttl, key)``: a background refresh once a value is past ``early_ttl``;
+    a cold key has no lock at all.
+    """
+
     name = "cashews_early"
+    early = True
 
     @classmethod
-    def library_settings(cls, config: StrategyConfig) -> dict[str, Any]:
-        """Every setting this adapter gives the library, and the defaults that matter."""
+    def decorator_settings(cls, config: StrategyConfig) -> dict[str, Any]:
+        early_ttl = round(0.33 * config.ttl_s, 3)  # the library's default: 0.33 * ttl
         return {
-            "library": "cashews 7.6.0",
-            "cache TTL (s)": config.ttl_s,
-            "setup": "Cache().setup(redis_url)",
             "decorator": f"@cache.early(ttl={config.ttl_s:g}, key='item:{{item}}')",
-            "early_ttl (s)": round(0.33 * config.ttl_s, 3),
-            "refresh lock TTL (s)": round(0.33 * config.ttl_s, 3),
+            "early_ttl (s)": early_ttl,
+            "refresh lock TTL (s)": early_ttl,
             "background": True,
             "protected": True,
-            "max_connections": 10,
         }
-
-    def _build(self) -> tuple[Fetch, Close]:
-        """Created on the first request, in the pod's own process and event loop."""
-        from cashews import Cache  # late: importing cashews costs ~0.3 s
-
-        cache = Cache()
-        cache.setup(redis_url(self.deps.redis))
-
-        @cache.early(ttl=self.config.ttl_s, key="item:{item}")
-        async def fetch(item: int, load: Traced) -> dict[str, Any]:
-            return await load()
-
-        return fetch, cache.close

@@ -19,40 +19,25 @@ from __future__ import annotations
 from typing import Any
 
 from stampede.config import StrategyConfig
-from stampede.peers._common import Close, DecoratedPeer, Fetch, Traced, redis_url
-from stampede.strategies.registry import register
+from stampede.peers._common import CashewsPeer
+from stampede.registry import register
 
 __all__ = ["CashewsLock"]
 
 
 @register
-class CashewsLock(DecoratedPeer):
+class CashewsLock(CashewsPeer):
+    """``@cache(ttl, key, lock=True)``: the lock wraps every call, hit or miss."""
+
     name = "cashews_lock"
+    early = False
 
     @classmethod
-    def library_settings(cls, config: StrategyConfig) -> dict[str, Any]:
-        """Every setting this adapter gives the library, and the defaults that matter."""
+    def decorator_settings(cls, config: StrategyConfig) -> dict[str, Any]:
         return {
-            "library": "cashews 7.6.0",
-            "cache TTL (s)": config.ttl_s,
-            "setup": "Cache().setup(redis_url)",
             "decorator": f"@cache(ttl={config.ttl_s:g}, key='item:{{item}}', lock=True)",
             "lock TTL (s)": config.ttl_s,
             "lock check_interval (s)": 0,
             "protected": True,
             "suppress": True,
-            "max_connections": 10,
         }
-
-    def _build(self) -> tuple[Fetch, Close]:
-        """Created on the first request, in the pod's own process and event loop."""
-        from cashews import Cache  # late: importing cashews costs ~0.3 s
-
-        cache = Cache()
-        cache.setup(redis_url(self.deps.redis))
-
-        @cache(ttl=self.config.ttl_s, key="item:{item}", lock=True)
-        async def fetch(item: int, load: Traced) -> dict[str, Any]:
-            return await load()
-
-        return fetch, cache.close

@@ -28,9 +28,9 @@ from typing import TYPE_CHECKING, Any
 
 from stampede.config import StrategyConfig
 from stampede.envelope import Fetched, json_bytes
-from stampede.peers._common import Traced, redis_url
-from stampede.strategies.base import Deps, Loader, Strategy
-from stampede.strategies.registry import register
+from stampede.peers._common import Peer, Traced, redis_url
+from stampede.registry import register
+from stampede.strategies.base import Deps, Loader
 
 if TYPE_CHECKING:
     from dogpile.cache import CacheRegion
@@ -43,19 +43,17 @@ def _redis_expiration_s(config: StrategyConfig) -> int:
 
 
 @register
-class DogpileRedis(Strategy):
+class DogpileRedis(Peer):
     name = "dogpile"
+    library = "dogpile.cache 1.5.0"
 
     def __init__(self, deps: Deps, config: StrategyConfig) -> None:
         super().__init__(deps, config)
         self._region: CacheRegion | None = None
 
     @classmethod
-    def library_settings(cls, config: StrategyConfig) -> dict[str, Any]:
-        """Every setting this adapter gives the library, and the defaults that matter."""
+    def settings(cls, config: StrategyConfig) -> dict[str, Any]:
         return {
-            "library": "dogpile.cache 1.5.0",
-            "cache TTL (s)": config.ttl_s,
             "region": f"make_region().configure('dogpile.cache.redis', "
             f"expiration_time={config.ttl_s:g})",
             "distributed_lock": True,

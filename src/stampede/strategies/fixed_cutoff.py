@@ -8,26 +8,17 @@ lock still lets only one of them read the origin.
 
 from __future__ import annotations
 
-from stampede.envelope import MISS, Fetched
-from stampede.outcomes import Outcome
-from stampede.strategies.base import Loader
-from stampede.strategies.registry import register
-from stampede.strategies.single_flight import SingleFlight
+from stampede.envelope import Entry
+from stampede.registry import register
+from stampede.strategies.early import EarlyRefresh
 
 __all__ = ["FixedCutoff"]
 
 
 @register
-class FixedCutoff(SingleFlight):
+class FixedCutoff(EarlyRefresh):
     name = "fixed_cutoff"
 
-    async def get(self, item: int, load: Loader) -> Fetched:
-        entry = await self.store.get(item)
-        if entry is MISS:
-            return await self.load_once(item, load)
+    def should_refresh(self, entry: Entry, now: float) -> bool:
         lifetime = entry.soft_expiry - entry.created_at
-        if entry.age(self.deps.clock()) >= self.config.cutoff * lifetime:
-            self.counters["early_attempts"] += 1
-            if await self.refresh_in_background(item, load, entry):
-                return Fetched(entry.value, Outcome.EARLY_REFRESH)
-        return Fetched(entry.value, Outcome.HIT)
+        return entry.age(now) >= self.config.cutoff * lifetime

@@ -13,8 +13,8 @@ from collections import defaultdict
 from stampede.config import StrategyConfig
 from stampede.envelope import MISS, Fetched
 from stampede.outcomes import Outcome
+from stampede.registry import register
 from stampede.strategies.base import Deps, Loader, Strategy
-from stampede.strategies.registry import register
 
 __all__ = ["LocalLock"]
 

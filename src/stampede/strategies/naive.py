@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from stampede.envelope import MISS, Fetched
 from stampede.outcomes import Outcome
+from stampede.registry import register
 from stampede.strategies.base import Loader, Strategy
-from stampede.strategies.registry import register
 
-__all__ = ["Naive"]
+__all__ = ["Naive", "NaiveJitter"]
 
 
 @register

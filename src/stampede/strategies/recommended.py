@@ -10,8 +10,8 @@
 from __future__ import annotations
 
 from stampede.envelope import Entry, Fetched
+from stampede.registry import register
 from stampede.strategies.base import Loader
-from stampede.strategies.registry import register
 from stampede.strategies.swr import StaleWhileRevalidate
 from stampede.strategies.xfetch import XFetch
 
@@ -20,10 +20,14 @@ __all__ = ["Recommended"]
 
 @register
 class Recommended(StaleWhileRevalidate, XFetch):
-    """SWR's ``get`` (first in the MRO) with XFetch's early refresh on the fresh path."""
+    """SWR's ``get`` (first in the MRO) with XFetch's early refresh on the fresh path.
+
+    ``serve`` is the early-refresh template's (:class:`~stampede.strategies.early.EarlyRefresh`),
+    deciding with XFetch's ``should_refresh``.
+    """
 
     name = "recommended"
     default_jitter = 0.2
 
     async def serve_fresh(self, item: int, load: Loader, entry: Entry) -> Fetched:
-        return await self.maybe_refresh_early(item, load, entry)
+        return await self.serve(item, load, entry)

@@ -27,8 +27,8 @@ from stampede.envelope import MISS, Entry, Fetched, Miss
 from stampede.errors import WaitTimeout
 from stampede.lock import Claim, RedisLock
 from stampede.outcomes import Outcome
+from stampede.registry import register
 from stampede.strategies.base import Deps, Loader, Strategy
-from stampede.strategies.registry import register
 
 __all__ = ["SingleFlight"]
 

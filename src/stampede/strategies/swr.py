@@ -15,8 +15,8 @@ from __future__ import annotations
 
 from stampede.envelope import MISS, Entry, Fetched
 from stampede.outcomes import Outcome
+from stampede.registry import register
 from stampede.strategies.base import Loader
-from stampede.strategies.registry import register
 from stampede.strategies.single_flight import SingleFlight
 
 __all__ = ["StaleWhileRevalidate"]

@@ -5,8 +5,9 @@ Each request that finds a fresh value draws ``U ~ (0, 1]`` and refreshes early w
 Probabilistic Cache Stampede Prevention", VLDB 2015). ``delta`` is the measured recompute time
 stored in the envelope, so slow values start earlier; ``beta`` > 1 favours earlier refreshes,
 ``beta = 0`` never refreshes early. The refresh runs in the background under the single-flight
-lock, so the caller still gets the cached value (``early_refresh``), and the cold path is
-single-flight: without it XFetch's first miss is a full stampede.
+lock (the template in :mod:`~stampede.strategies.early`), so the caller still gets the cached
+value (``early_refresh``), and the cold path is single-flight: without it XFetch's first miss
+is a full stampede.
 
 Fixes: the expiry cliff, by refreshing while the value is still there. Costs: more origin reads
 than SWR (refreshes come before expiry). Does not fix: keys nobody reads near their expiry.
@@ -17,11 +18,9 @@ from __future__ import annotations
 import math
 import random
 
-from stampede.envelope import MISS, Entry, Fetched
-from stampede.outcomes import Outcome
-from stampede.strategies.base import Loader
-from stampede.strategies.registry import register
-from stampede.strategies.single_flight import SingleFlight
+from stampede.envelope import Entry
+from stampede.registry import register
+from stampede.strategies.early import EarlyRefresh
 
 __all__ = ["XFetch", "should_refresh_early"]
 
@@ -35,19 +34,8 @@ def should_refresh_early(entry: Entry, now: float, beta: float, rng: random.Rand
 
 
 @register
-class XFetch(SingleFlight):
+class XFetch(EarlyRefresh):
     name = "xfetch"
 
-    async def get(self, item: int, load: Loader) -> Fetched:
-        entry = await self.store.get(item)
-        if entry is MISS:
-            return await self.load_once(item, load)
-        return await self.maybe_refresh_early(item, load, entry)
-
-    async def maybe_refresh_early(self, item: int, load: Loader, entry: Entry) -> Fetched:
-        """Serve ``entry``; start a background refresh if XFetch's draw says so."""
-        if should_refresh_early(entry, self.deps.clock(), self.config.beta, self.deps.rng):
-            self.counters["early_attempts"] += 1
-            if await self.refresh_in_background(item, load, entry):
-                return Fetched(entry.value, Outcome.EARLY_REFRESH)
-        return Fetched(entry.value, Outcome.HIT)
+    def should_refresh(self, entry: Entry, now: float) -> bool:
+        return should_refresh_early(entry, now, self.config.beta, self.deps.rng)
