@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import json
 import sqlite3
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -67,6 +68,6 @@ async def test_the_origin_is_opened_read_only() -> None:
         assert origin._db is not None
         with pytest.raises(sqlite3.OperationalError, match="readonly"):
             await origin._db.execute("UPDATE items SET stock = 0 WHERE id = 1")
-        assert (await origin.read(1))["id"] == 1
+        assert json.loads(await origin.read(1))["id"] == 1
     finally:
         await origin.close()

@@ -26,7 +26,7 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.exceptions import NoScriptError
 
-__all__ = ["Claim", "LuaScript", "RedisLock"]
+__all__ = ["CLAIM", "FILL", "WATCHDOG_STOP_S", "Claim", "LuaScript", "RedisLock"]
 
 log = logging.getLogger(__name__)
 

@@ -63,7 +63,15 @@ from stampede.origin import Origin
 from stampede.outcomes import Outcome
 from stampede.strategies import Deps, Strategy, create_strategy
 
-__all__ = ["ItemAnswer", "ItemsFastPath", "PodState", "create_app", "create_server", "serve_item"]
+__all__ = [
+    "CountingRedis",
+    "ItemAnswer",
+    "ItemsFastPath",
+    "PodState",
+    "create_app",
+    "create_server",
+    "serve_item",
+]
 
 log = logging.getLogger(__name__)
 
