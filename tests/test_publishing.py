@@ -190,6 +190,25 @@ def test_built_html_launch_links_name_this_repository(tmp_path: Path) -> None:
     )  # fmt: skip
     assert built.returncode == 0, (built.stdout + built.stderr)[-4000:]
     check_links(tmp_path / "out" / "_build" / "html", hub=TEST_HUB)
+    assert (tmp_path / "out" / "_build" / "html" / "book" / "instructors.html").is_file()
+
+
+def test_make_html_stages_every_book_page_of_the_toc() -> None:
+    """``make html`` builds from a staged copy (tools/figures.py): a page left out would fail."""
+    import ast
+
+    tree = ast.parse((ROOT / "tools" / "figures.py").read_text())
+    staged = next(
+        ast.literal_eval(node.value)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Assign)
+        and any(isinstance(t, ast.Name) and t.id == "BOOK_FILES" for t in node.targets)
+    )
+    toc = (ROOT / "book" / "_toc.yml").read_text()
+    pages = re.findall(r"(?:root|file): book/([\w-]+)", toc)
+    assert "instructors" in pages
+    for page in pages:
+        assert f"{page}.md" in staged, f"tools/figures.py does not stage book/{page}.md"
 
 
 def test_the_built_book_launch_links_name_this_repository() -> None:
