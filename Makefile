@@ -7,6 +7,7 @@ VENV     := .venv
 BIN      := $(VENV)/bin
 STAMP    := $(VENV)/.installed
 DURATION ?=
+LAB_ARGS ?=
 CHAPTERS := $(sort $(wildcard chapters/[0-9]*.ipynb))
 SITE     := book/_build/site
 export PYTHONDONTWRITEBYTECODE := 1
@@ -54,11 +55,12 @@ html: figures  ## build the HTML book from the executed chapters
 book: html browser  ## THE MAIN JOB: regenerate every figure and build the book
 	@echo "book built: book/_build/html/index.html"
 
-lab: setup  ## JupyterLab with the lab running; Ctrl-C stops both
-	@$(BIN)/stampede lab up --json > /dev/null
-	@trap '$(BIN)/stampede lab down' EXIT INT TERM; \
-	  eval "$$($(BIN)/python -c 'import json,sys; s=json.load(open(sys.argv[1])); print("export STAMPEDE_POD_URLS=" + ",".join(s["pods"]) + " STAMPEDE_REDIS_URL=" + s["redis"])' data/lab/lab-up.json)"; \
-	  $(BIN)/jupyter lab chapters/
+lab: setup  ## JupyterLab with the lab running; Ctrl-C stops both (LAB_ARGS: more jupyter lab options)
+	@lab="$$($(BIN)/stampede lab up --json)" || exit 1; \
+	  trap '$(BIN)/stampede lab down > /dev/null' EXIT; trap 'exit 130' INT TERM; \
+	  eval "$$(printf '%s' "$$lab" | $(BIN)/python -c 'import json,sys; s=json.load(sys.stdin); print("export STAMPEDE_POD_URLS=" + ",".join(s["pods"]) + " STAMPEDE_REDIS_URL=" + s["redis"])')"; \
+	  root=""; if [ "$$(id -u)" -eq 0 ]; then root="--allow-root"; fi; \
+	  $(BIN)/jupyter lab $$root $(LAB_ARGS) chapters/
 
 clean:  ## remove builds, cached runs and lab logs (keeps the virtualenv)
 	rm -rf book/_build book/figures data/runs data/lab

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import socket
 import json
+import socket
 import sqlite3
 from pathlib import Path
 from urllib.parse import urlsplit

@@ -153,6 +153,8 @@ def test_missing_redis_server_says_how_to_install_it(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, no_new_children: None
 ) -> None:
     monkeypatch.setenv("PATH", str(tmp_path))
+    monkeypatch.setattr(stampede.lab, "REDIS_PLACES", ())  # nor in the usual places
+    monkeypatch.delenv("STAMPEDE_REDIS_SERVER", raising=False)
     with pytest.raises(RedisNotFound, match="apt-get install redis-server") as caught:
         Lab.embedded(LabConfig(pods=1))
     assert "brew install redis" in str(caught.value)

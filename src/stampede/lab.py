@@ -41,9 +41,32 @@ __all__ = ["Lab", "load_state", "pod_command", "pod_env", "save_state"]
 T = TypeVar("T")
 
 INSTALL_REDIS = (
-    "redis-server was not found on PATH. Install it: `sudo apt-get install redis-server` "
-    "(Debian/Ubuntu), `brew install redis` (macOS), or run `make setup`, which does it for you."
+    "redis-server was not found (STAMPEDE_REDIS_SERVER, PATH, {places}). Install it: "
+    "`sudo apt-get install redis-server` (Debian/Ubuntu), `brew install redis` (macOS), or run "
+    "`make setup`, which does it for you. Without root: ask for `redis-server` in the image "
+    "(a hub's admin; Binder's binder/apt.txt), or `conda install -c conda-forge redis-server`, "
+    "or build it into ~/.local; then put it on PATH or set STAMPEDE_REDIS_SERVER to its path."
 )
+# Where redis-server usually is when PATH lacks it (a hub user's PATH often has no /usr/sbin).
+REDIS_PLACES = ("/usr/bin", "/usr/sbin", "/usr/local/bin", "/opt/homebrew/bin", "~/.local/bin")
+
+
+def find_redis_server() -> str:
+    """The ``redis-server`` to start: ``STAMPEDE_REDIS_SERVER``, else PATH, else the usual places.
+
+    Raises :class:`RedisNotFound` saying what to install, with and without root.
+    """
+    if chosen := os.environ.get("STAMPEDE_REDIS_SERVER"):
+        if os.access(chosen, os.X_OK) and not os.path.isdir(chosen):
+            return chosen
+        raise RedisNotFound(f"STAMPEDE_REDIS_SERVER={chosen!r} is not an executable file")
+    places = [str(Path(sys.prefix) / "bin"), *(os.path.expanduser(p) for p in REDIS_PLACES)]
+    found = shutil.which("redis-server") or shutil.which(
+        "redis-server", path=os.pathsep.join(places)
+    )
+    if found is None:
+        raise RedisNotFound(INSTALL_REDIS.format(places=", ".join(places)))
+    return found
 
 
 POD_START_TIMEOUT_S = 90.0
@@ -117,9 +140,7 @@ class Lab:
         """Start Redis and the pods on 127.0.0.1 and wait until all of them answer."""
         lab = lab or LabConfig()
         config = config or StrategyConfig()
-        server = shutil.which("redis-server")
-        if server is None:
-            raise RedisNotFound(INSTALL_REDIS)
+        server = find_redis_server()
         if pod_ports is not None and len(pod_ports) != lab.pods:
             raise LabError(f"{len(pod_ports)} pod ports given for {lab.pods} pods")
         for port, what in [(redis_port, "redis")] + [(p, "pod") for p in pod_ports or ()]:
