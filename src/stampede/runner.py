@@ -134,12 +134,19 @@ def run(
 def machine_exclusive() -> Iterator[None]:
     """One load run at a time on this machine: two runs on 2 cores would measure each other."""
     path = Path(tempfile.gettempdir()) / "stampede-lab-load.lock"
-    with path.open("a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        # every user of the machine shares the lock: whoever creates it makes it writable for
+        # all (the umask would leave it 0644, and every other user's run fails to open it)
+        with contextlib.suppress(PermissionError):
+            os.fchmod(fd, 0o666)
+        fcntl.flock(fd, fcntl.LOCK_EX)
         try:
             yield
         finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
 
 
 def compare(results: Sequence[RunResult], columns: Sequence[str] | None = None) -> pd.DataFrame:
