@@ -36,7 +36,7 @@ from stampede.config import LabConfig, StrategyConfig
 from stampede.errors import LabError, PortInUse, ProcessFailed, RedisNotFound
 from stampede.origin import ensure_origin
 
-__all__ = ["Lab", "load_state", "pod_command", "pod_env", "save_state"]
+__all__ = ["Lab", "find_redis_server", "load_state", "pod_command", "pod_env", "save_state"]
 
 T = TypeVar("T")
 
