@@ -233,7 +233,7 @@ class _Connection(asyncio.Protocol):
         self.outcome, self.timing = "error", b""
         self.headers_done = self.delimited = self.complete = False
         self.transport.write(payload)
-        self.run.watch(self, request)
+        self.run.watch(self, request, t_send)
 
     # -- httptools callbacks
     def on_header(self, name: bytes, value: bytes) -> None:
@@ -427,8 +427,9 @@ class _Run:
         self._check_done()
 
     # -- timeouts: one sweep, not a timer per request
-    def watch(self, conn: _Connection, request: _Request) -> None:
-        self.watching.append((time.time() + self.load.request_timeout_s, conn, request))
+    def watch(self, conn: _Connection, request: _Request, t_send: float) -> None:
+        """Time ``request`` out ``request_timeout_s`` after ``t_send`` (connecting included)."""
+        self.watching.append((t_send + self.load.request_timeout_s, conn, request))
 
     def sweep(self) -> None:
         now = time.time()
@@ -446,7 +447,6 @@ class _Run:
 
     # -- pacing
     async def drive(self, start: float, end: float) -> None:
-        self.loop.call_at(self.loop.time(), lambda: None)  # warm the timer path
         await asyncio.sleep(max(0.0, start - time.time()))
         if self.load.scenario == "bulk_warm":
             await self._warm(start)
@@ -594,19 +594,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     nothing more to stdout; progress (requests sent) goes to ``--progress`` every
     ``--progress-every`` seconds, rewritten in place.
     """
-    parser = argparse.ArgumentParser(prog="stampede load worker", description=main.__doc__)
-    parser.add_argument("--pods", nargs="+", required=True)
-    parser.add_argument("--config", required=True, help="LoadConfig as JSON")
-    parser.add_argument("--clients", default=None, help="first:stop range of client ids")
-    parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--progress", type=Path, default=None)
-    parser.add_argument("--progress-every", type=float, default=0.5)
-    args = parser.parse_args(argv)
+    args = _arguments(argv)
     load = cast("LoadConfig", SimpleNamespace(**json.loads(args.config)))
-    ids = range(load.clients)
-    if args.clients:
-        first, stop = (int(x) for x in args.clients.split(":"))
-        ids = range(first, stop)
+    first, stop = (int(x) for x in args.clients.split(":")) if args.clients else (0, load.clients)
     with contextlib.suppress(ImportError):
         import uvloop
 
@@ -618,18 +608,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         line = await asyncio.to_thread(sys.stdin.readline)
         return float(json.loads(line)["start"])
 
-    with contextlib.ExitStack() as stack:
-        tick = None
-        if args.progress is not None:
-            fd = os.open(args.progress, os.O_WRONLY | os.O_CREAT, 0o600)
-            stack.callback(os.close, fd)
-
-            def tick(n: int) -> None:
-                os.pwrite(fd, b"%20d\n" % n, 0)
-
+    with _progress_file(args.progress) as tick:
         rows, sent, opened = asyncio.run(
             generate_rows(
-                args.pods, load, clients=ids, start_at=start_at, on_tick=tick,
+                args.pods, load, clients=range(first, stop), start_at=start_at, on_tick=tick,
                 tick_s=args.progress_every,
             )
         )  # fmt: skip
@@ -638,6 +620,34 @@ def main(argv: Sequence[str] | None = None) -> int:
     tmp.write_text(json.dumps(payload))
     tmp.replace(args.out)
     return 0
+
+
+def _arguments(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="stampede load worker", description=main.__doc__)
+    parser.add_argument("--pods", nargs="+", required=True)
+    parser.add_argument("--config", required=True, help="LoadConfig as JSON")
+    parser.add_argument("--clients", default=None, help="first:stop range of client ids")
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--progress", type=Path, default=None, help="file: requests sent so far")
+    parser.add_argument("--progress-every", type=float, default=0.5, help="seconds")
+    return parser.parse_args(argv)
+
+
+@contextlib.contextmanager
+def _progress_file(path: Path | None) -> Iterator[Callable[[int], None] | None]:
+    """A tick that rewrites ``path`` in place with the count (one ``pwrite``), or None."""
+    if path is None:
+        yield None
+        return
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
+
+    def tick(n: int) -> None:
+        os.pwrite(fd, b"%20d\n" % n, 0)
+
+    try:
+        yield tick
+    finally:
+        os.close(fd)
 
 
 if __name__ == "__main__":
