@@ -98,6 +98,7 @@ RECORD_FIELDS = [f.name for f in fields(Record)]
 WARM = 3  # connections per client and pod: enough for the overlap a stampede causes
 COOL_OFF_S = 1.0  # a pod that refused a connection gets no traffic for this long
 RETRYABLE_ERRORS = {"connect", "protocol"}  # GET is idempotent: a dropped one is safe to resend
+TIMER_SLACK_S = 0.0005  # open-loop timers fire this late, so that none fires before its time
 
 Row = tuple[int, int, int, float, float, float, int, str, str, int, float]  # a Record's fields
 
@@ -469,7 +470,10 @@ class _Run:
 
     async def _open_loop(self, start: float, end: float) -> None:
         self.all_done = self.loop.create_future()
-        offset = time.time() - self.loop.time()  # epoch due times to the loop's clock
+        # Epoch due times to the loop's clock, CLOCK_MONOTONIC in asyncio and uvloop alike (read
+        # uncached: uvloop's loop.time() is the millisecond its iteration began). uvloop rounds
+        # a timer to the millisecond, so half of one more keeps a send from leaving early.
+        offset = time.time() - time.monotonic() - TIMER_SLACK_S
         for client in self.ids:
             self.pacers += 1
             self._arm(client, poisson_schedule(self.load, client, start, end), offset)
