@@ -9,6 +9,7 @@ answer, "connect" for a refused connection, "protocol" for a dropped or garbled 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import math
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -192,3 +193,48 @@ async def test_busy_connections_open_new_ones_instead_of_queueing(
     overlap = max(sum(s <= t < e for s, e in spans) for t, _ in spans)
     assert overlap > WARM  # more in flight than warm connections: none waited for one
     assert all(row[8] == "" and row[6] == 200 for row in rows)
+
+
+OK = HEAD % (2, b"hit", b"1") + b"{}"
+
+
+async def test_closed_loop_sends_each_clients_next_request_after_its_last_answer(
+    serve: Serve,
+) -> None:
+    server = await serve(answer_with(OK))
+    load = LOAD.model_copy(update={"pacing": "closed", "clients": 2, "duration_s": 0.3})
+    records = await records_from(server, load)
+    for client in (0, 1):
+        mine = sorted((r for r in records if r.client == client), key=lambda r: r.t_send)
+        assert len(mine) > 2
+        for before, after in itertools.pairwise(mine):
+            assert after.t_send >= before.t_send + before.latency_ms / 1000 - 1e-6  # float epoch
+        assert all(r.t_send >= r.t_sched for r in mine)
+
+
+async def test_bulk_warm_asks_every_warm_item_once_at_the_start(serve: Serve) -> None:
+    server = await serve(answer_with(OK))
+    load = LOAD.model_copy(
+        update={"scenario": "bulk_warm", "warm_items": 10, "clients": 3, "rate": 1}
+    )
+    records = await records_from(server, load)
+    start = min(r.t_sched for r in records)
+    at_start = [r for r in records if r.t_sched == start]
+    assert sorted(r.item for r in at_start) == list(range(1, 11))
+    assert all(r.client == (r.item - 1) % 3 for r in at_start)
+
+
+async def test_a_503_is_retried_after_a_backoff_then_recorded_per_attempt(serve: Serve) -> None:
+    busy = b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 2\r\nX-Cache: error\r\n\r\n{}"
+    server = await serve(answer_with(busy))
+    load = LOAD.model_copy(update={"retries": 2, "backoff_ms": 5, "duration_s": 0.2})
+    records = await records_from(server, load)
+    assert all(r.status == 503 and r.error == "" and r.outcome == "error" for r in records)
+    by_request: dict[tuple[int, float], list[Record]] = {}
+    for r in records:
+        by_request.setdefault((r.client, r.t_sched), []).append(r)
+    for attempts in by_request.values():
+        attempts.sort(key=lambda r: r.attempt)
+        assert [r.attempt for r in attempts] == [0, 1, 2]
+        for before, after in itertools.pairwise(attempts):
+            assert after.t_send >= before.t_send + before.latency_ms / 1000 - 1e-6  # float epoch
