@@ -335,16 +335,22 @@ class _Run:
         return conn
 
     async def connect(self) -> None:
-        """Open :data:`WARM` connections per client and pod, before the clock starts."""
+        """Open :data:`WARM` connections per client and pod, before the clock starts.
+
+        The first connection to each pod is opened by name (every address it resolves to is
+        tried); the others, and any opened mid-run, go to the address that answered, so they
+        cost no lookup (compose names the pods ``pod-1``...).
+        """
+        pods = range(len(self.hosts))
+        pairs = [(c, p) for c in self.ids for _ in range(WARM) for p in pods]
+        by_name, rest = pairs[: len(pods)], pairs[len(pods) :]  # the first: one to each pod
         try:
-            conns = await asyncio.gather(
-                *(
-                    self.open(c, p)
-                    for c in self.ids
-                    for p in range(len(self.hosts))
-                    for _ in range(WARM)
-                )
-            )
+            conns = await asyncio.gather(*(self.open(c, p) for c, p in by_name))
+            for conn in conns:
+                assert conn.transport is not None
+                host = conn.transport.get_extra_info("peername")[0]
+                self.addresses[conn.pod] = (host, self.addresses[conn.pod][1])
+            conns += await asyncio.gather(*(self.open(c, p) for c, p in rest))
         except (OSError, TimeoutError) as exc:
             raise LabError(f"the load generator could not connect to the pods: {exc!r}") from exc
         for conn in conns:
