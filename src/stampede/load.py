@@ -599,8 +599,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Worker entry point (see :mod:`stampede.workers`): ``--pods URL... --config JSON --out FILE``.
 
     The configuration arrives validated (``LoadConfig.model_dump_json``), so it is read as
-    plain attributes: the worker imports neither pydantic nor the package's notebook API,
-    which would cost more CPU than a whole run's requests at the reference load. It prints one
+    plain attributes: the worker imports neither pydantic nor the package's notebook API
+    (about a second of CPU, see :mod:`stampede.workers`). It prints one
     ``{"ready": true}`` line once connected, reads the start time from stdin, then writes
     nothing more to stdout; progress (requests sent) goes to ``--progress`` every
     ``--progress-every`` seconds, rewritten in place.

@@ -9,8 +9,8 @@ worker's event loop). A worker gets SIGKILL when the process that started it die
 (``PR_SET_PDEATHSIG``), so a killed notebook leaves no load running.
 
 Workers import only :mod:`stampede.load` and :mod:`stampede.errors`, not the package's
-notebook API (pydantic, redis, httpx: about a second of CPU, more than the requests of a
-20 s run at the reference load cost); the one line of bootstrap below does that.
+notebook API (pydantic, redis, httpx: about a second of CPU, a third of the generator's
+budget for a whole 20 s run at the reference load); the one line of bootstrap below does that.
 """
 
 from __future__ import annotations
