@@ -72,6 +72,7 @@ __all__ = [
     "closed_schedule",
     "collector_paused",
     "generate",
+    "generate_rows",
     "item_chooser",
     "poisson_schedule",
     "server_ms",
