@@ -202,7 +202,7 @@ async def test_closed_loop_sends_each_clients_next_request_after_its_last_answer
     serve: Serve,
 ) -> None:
     server = await serve(answer_with(OK))
-    load = LOAD.model_copy(update={"pacing": "closed", "clients": 2, "duration_s": 0.3})
+    load = LOAD.model_copy(update={"pacing": "closed", "clients": 2, "duration_s": 1.0})
     records = await records_from(server, load)
     for client in (0, 1):
         mine = sorted((r for r in records if r.client == client), key=lambda r: r.t_send)

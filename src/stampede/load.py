@@ -533,8 +533,8 @@ async def generate_rows(
     run = _Run(pods, load, range(load.clients) if clients is None else clients)
     try:
         await run.connect()
-        start = await start_at() if start_at is not None else time.time() + 0.05
-        with collector_paused():  # its one collection runs before the clock, not on it
+        with collector_paused():  # its one collection runs before the start is fixed
+            start = await start_at() if start_at is not None else time.time() + 0.05
             helpers = [asyncio.create_task(run.sweeper())]
             if on_tick is not None:
                 helpers.append(asyncio.create_task(_tick(run, on_tick, tick_s)))
