@@ -7,8 +7,9 @@ its schedule asked for; the schedule's own Poisson noise is not a shortfall). Fo
 it samples /proc CPU time of Redis, each pod and each load-generator worker over the load
 window, so the table shows which process hits 100% of a core first.
 
-Then: generator CPU per request of an httpx.AsyncClient per client vs an aiohttp.ClientSession
-per client, closed loop against the same pods (the evidence for the generator's aiohttp).
+Then: generator CPU per request of an httpx.AsyncClient per client, an aiohttp.ClientSession
+per client and the generator's own lean client (``stampede.load``), closed loop against the same
+pods (``bench/generator.py`` compares the old aiohttp worker and the lean one end to end).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from typing import Any
 from _common import duration_of, emit, machine_facts, measure, one_lab, parser
 
 from stampede import Lab, LoadConfig, StrategyConfig
-from stampede.load import item_chooser
+from stampede.load import generate_rows, item_chooser
 from stampede.runner import RunResult, machine_exclusive
 
 RATES = (380, 500, 650, 760, 900, 1100)
@@ -190,6 +191,12 @@ async def _closed_loop(lib: str, pods: list[str], clients: int, seconds: float) 
     import aiohttp
     import httpx
 
+    if lib == "lean":  # the generator itself, closed loop, one connection set per client
+        _, sent, _ = await generate_rows(
+            pods, LoadConfig(pacing="closed", clients=clients, duration_s=seconds)
+        )
+        return sent
+
     load = LoadConfig()
     cycle = itertools.cycle(pods)
     if lib == "httpx":
@@ -264,7 +271,7 @@ def main(argv: list[str] | None = None) -> int:
         for workers in WORKERS:
             for rate in rates:
                 rows.append(run_step(lab, rate, workers, duration))
-        libs = [client_cpu(lab, lib, args.client_seconds) for lib in ("httpx", "aiohttp")]
+        libs = [client_cpu(lab, lib, args.client_seconds) for lib in ("httpx", "aiohttp", "lean")]
     notes = [
         f"single_flight, default mix, {duration:g} s per step; ok = hit p50 <= "
         f"{HIT_P50_MAX_MS:g} ms and achieved >= {1 - PACE_TOLERANCE:.0%} of scheduled; "

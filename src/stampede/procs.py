@@ -25,6 +25,7 @@ from stampede.errors import PortInUse, ProcessFailed
 __all__ = [
     "ManagedProcess",
     "check_port",
+    "die_with_parent",
     "free_port",
     "pid_alive",
     "port_is_free",
@@ -35,9 +36,26 @@ __all__ = [
 _PR_SET_PDEATHSIG = 1
 
 
-def _die_with_parent() -> None:  # runs in the child between fork and exec
-    with contextlib.suppress(Exception):
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+def die_with_parent(sig: int = signal.SIGTERM) -> Callable[[], None] | None:
+    """A ``preexec_fn`` after which the child gets ``sig`` when this process dies (Linux).
+
+    None elsewhere. If this process died between the fork and the ``prctl`` (the signal is
+    then never sent), the child sees another parent and exits at once.
+    """
+    if sys.platform != "linux":
+        return None
+    try:
+        prctl = ctypes.CDLL("libc.so.6", use_errno=True).prctl  # resolved before the fork
+    except (OSError, AttributeError):
+        return None
+    parent = os.getpid()
+
+    def arm() -> None:  # runs in the child between fork and exec
+        prctl(_PR_SET_PDEATHSIG, int(sig))
+        if os.getppid() != parent:
+            os._exit(1)
+
+    return arm
 
 
 def free_port() -> int:
@@ -133,7 +151,7 @@ def start(
             stdout=log,
             stderr=subprocess.STDOUT,
             env={**os.environ, **(env or {})},
-            preexec_fn=_die_with_parent if owned and sys.platform == "linux" else None,
+            preexec_fn=die_with_parent() if owned else None,
             start_new_session=not owned,  # a background lab survives the terminal's Ctrl-C
         )
     return ManagedProcess(name, popen, log_path)

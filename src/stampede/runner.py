@@ -18,26 +18,24 @@ import gzip
 import hashlib
 import json
 import os
-import subprocess
-import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from tqdm.auto import tqdm
 
 from stampede import metrics, paths
 from stampede.config import Fault, LabConfig, LoadConfig, StrategyConfig, check_schedule, validated
-from stampede.errors import ConfigError, LabError, LostRequests
+from stampede.errors import ConfigError, LostRequests
 from stampede.fault_report import fault_report
 from stampede.injector import FaultInjector
 from stampede.lab import Lab
 from stampede.metrics import RunShape, hot_windows, per_second, summarize
+from stampede.workers import drive as _drive
 
 __all__ = ["RunResult", "compare", "machine_exclusive", "run", "split_params"]
 
@@ -212,82 +210,6 @@ def _measure(
     summary["redis_commands"] = sum(commands.values())
     summary["redis_commands_per_request"] = summary["redis_commands"] / max(1, len(records))
     return RunResult(config.strategy, params, records, reads, summary, counters, commands)
-
-
-def _drive(
-    lab: Lab,
-    load: LoadConfig,
-    progress: bool,
-    on_start: Callable[[float], None] | None = None,
-) -> tuple[pd.DataFrame, int, float]:
-    """Run the load in ``load.workers`` processes, started together; merge their records.
-
-    ``on_start`` gets the run's start (epoch s) as soon as it is fixed: the fault schedule.
-    """
-    bounds = [load.clients * i // load.workers for i in range(load.workers + 1)]
-    with tempfile.TemporaryDirectory(prefix="stampede-load-") as tmp:
-        outs = [Path(tmp) / f"worker-{i}.json" for i in range(load.workers)]
-        workers = [
-            subprocess.Popen(
-                [
-                    sys.executable, "-m", "stampede.load", "--pods", *lab.pods,
-                    "--config", load.model_dump_json(),
-                    "--clients", f"{bounds[i]}:{bounds[i + 1]}", "--out", str(out),
-                ],
-                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            )
-            for i, out in enumerate(outs)
-        ]  # fmt: skip
-        try:
-            start = _start_together(workers)
-            if on_start is not None:
-                on_start(start)
-            _wait_with_progress(workers, load, start, progress)
-        finally:
-            for w in workers:
-                if w.poll() is None:
-                    w.kill()
-                w.wait()
-        for w in workers:
-            if w.returncode != 0:
-                err = (w.stderr.read() if w.stderr else b"").decode(errors="replace")
-                raise LabError(f"load worker failed (exit {w.returncode}):\n{err[-2000:]}")
-        payloads = [json.loads(out.read_text()) for out in outs]
-    rows = [row for p in payloads for row in p["records"]]
-    records = pd.DataFrame(rows, columns=payloads[0]["fields"])
-    return records, sum(p["sent"] for p in payloads), start
-
-
-def _start_together(workers: list[subprocess.Popen[bytes]], timeout_s: float = 60) -> float:
-    """Wait until every worker has connected its clients, then give them one start time."""
-    deadline = time.time() + timeout_s
-    for w in workers:
-        assert w.stdout is not None and w.stdin is not None
-        while b"ready" not in (line := w.stdout.readline()):
-            if not line or time.time() > deadline:
-                err = (w.stderr.read() if w.stderr else b"").decode(errors="replace")
-                raise LabError(f"load worker never became ready:\n{err[-2000:]}")
-    start = time.time() + 0.1
-    for w in workers:
-        assert w.stdin is not None
-        w.stdin.write(json.dumps({"start": start}).encode() + b"\n")
-        w.stdin.flush()
-    return start
-
-
-def _wait_with_progress(
-    workers: list[subprocess.Popen[bytes]], load: LoadConfig, start: float, progress: bool
-) -> None:
-    deadline = start + load.duration_s + load.request_timeout_s + 30
-    total = round(load.duration_s)
-    with tqdm(total=total, unit="s", desc="load", disable=not progress, leave=False) as bar:
-        while any(w.poll() is None for w in workers):
-            if time.time() > deadline:
-                raise LabError("the load generator did not finish in time; killed it")
-            elapsed = min(total, max(0, round(time.time() - start)))
-            bar.update(elapsed - bar.n)
-            time.sleep(0.2)
-        bar.update(total - bar.n)
 
 
 @lru_cache
