@@ -158,5 +158,11 @@ def test_run_json_has_every_documented_key(dirs: dict[str, str]) -> None:
         summary["outcomes"]
     )
     assert sum(summary["outcomes"].values()) == summary["requests"]
+    # the run says whether it measured the machine, and how many round trips the pods made
+    machine = summary["machine"]
+    assert isinstance(machine["machine_bound"], bool)
+    assert machine["machine_bound"] == bool(machine["reasons"])
+    assert 0 <= machine["busy_share"] <= 1 and machine["cpus"] >= 1
+    assert summary["redis_round_trips_per_request"] >= 1  # every request reads the cache once
     assert isinstance(summary["hot_reads_per_window"], list)
     assert list((Path(dirs["STAMPEDE_DATA_DIR"]) / "runs").glob("*.json.gz"))  # cached there

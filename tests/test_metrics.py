@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 
 from stampede.load import RECORD_FIELDS
+from stampede.machine import verdict
 from stampede.metrics import (
     COLUMNS,
     HEADLINE,
@@ -264,13 +265,20 @@ def test_summarize_computes_exactly_the_table_entries_it_owns() -> None:
     own = {name for name, m in METRICS.items() if m.compute is not None}
     assert set(summary) == own
     runner = {name for name, m in METRICS.items() if m.compute is None}
-    assert runner == {"redis_commands", "redis_commands_per_request"}
+    assert runner == {
+        "redis_commands",
+        "redis_commands_per_request",
+        "redis_round_trips_per_request",
+        "machine",
+    }
 
 
 def test_every_column_reads_a_summary() -> None:
     summary = summarize(records(outcome_rows()), reads([1.0]), SHAPE)
     summary |= {"redis_commands": 8, "redis_commands_per_request": 1.0}
+    summary |= {"redis_round_trips_per_request": 1.0, "machine": verdict(1.0, 0.5, 2)}
     values = row(summary, COLUMNS)
+    assert values["machine_bound"] is False
     assert set(values) == set(COLUMNS)
     assert values["hot_latency_p99_ms"] == summary["hot_latency_ms"]["p99"]
     assert values["n_wait_hit"] == 1 and values["n_fail_open"] == 0

@@ -431,6 +431,12 @@ METRICS: dict[str, Metric] = {
                None, source="runner"),
         Metric("redis_commands_per_request", "Redis commands per request", "commands/request",
                "redis_commands / requests", None, "rate", fmt=".3f", source="runner"),
+        Metric("redis_round_trips_per_request", "Redis round trips per request", "trips/request",
+               "commands the pods' own client sent (a script is one), per request; NaN for a "
+               "peer library, whose client is its own", None, "rate", fmt=".3f", source="runner"),
+        Metric("machine", "machine", "signals",
+               "did the run measure the machine? send lag p99, CPU busy share, machine_bound "
+               "and its reasons (stampede.machine.verdict)", None, "counts", source="runner"),
     )
 }  # fmt: skip
 
@@ -445,6 +451,10 @@ def _pct(name: str, pct: str) -> Callable[[Mapping[str, Any]], Any]:
 
 def _count(outcome: Outcome) -> Callable[[Mapping[str, Any]], Any]:
     return lambda summary: summary["outcomes"].get(outcome, 0)
+
+
+def _machine_bound(summary: Mapping[str, Any]) -> Any:
+    return summary.get("machine", {}).get("machine_bound")
 
 
 def _columns() -> dict[str, Column]:
@@ -462,6 +472,10 @@ def _columns() -> dict[str, Column]:
                 columns[name] = Column(
                     name, f"{outcome} answers", "requests", m.name, _count(outcome)
                 )
+        elif m.name == "machine":
+            columns["machine_bound"] = Column(
+                "machine_bound", "machine-bound", "yes/no", m.name, _machine_bound
+            )
         elif m.kind not in ("list", "counts"):
             columns[m.name] = Column(m.name, m.label, m.unit, m.name, _key(m.name))
     return columns

@@ -142,6 +142,12 @@ class PodState:
         )
         return cast(CountingRedis, client)
 
+    def _round_trips(self) -> dict[str, int]:
+        """The pod client's Redis round trips this run; none for a library with its own client."""
+        return (
+            {} if self.strategy.own_redis_client else {"redis_round_trips": self.redis.round_trips}
+        )
+
     def redis_failed(self, exc: redis.exceptions.RedisError) -> None:
         """Log a Redis failure at warning level, with its type, at most once a second per type.
 
@@ -233,7 +239,7 @@ class PodState:
             "pod": self.settings.pod_name,
             "config": self.config.model_dump(),
             "outcomes": dict(self.outcomes),
-            "counters": {**self.strategy.counters, "redis_round_trips": self.redis.round_trips},
+            "counters": {**self.strategy.counters, **self._round_trips()},
             "reads": [[r.start, r.end, r.item, r.ok] for r in self.origin.reads],
         }
 

@@ -17,6 +17,7 @@ import fcntl
 import gzip
 import hashlib
 import json
+import math
 import os
 import tempfile
 import time
@@ -34,6 +35,7 @@ from stampede.errors import ConfigError, LostRequests
 from stampede.fault_report import fault_report
 from stampede.injector import FaultInjector
 from stampede.lab import Lab
+from stampede.machine import MachineMeter, verdict
 from stampede.metrics import RunShape, hot_windows, per_second, summarize
 from stampede.workers import drive as _drive
 
@@ -177,7 +179,8 @@ def _measure(
     before = lab.commandstats()
     injector = FaultInjector(lab, faults)
     try:
-        records, sent, start = _drive(lab, load, progress, on_start=injector.start)
+        with MachineMeter() as machine:
+            records, sent, start = _drive(lab, load, progress, on_start=injector.start)
     except BaseException:
         injector.cancel()
         raise
@@ -209,6 +212,13 @@ def _measure(
         del commands[name]  # the lab's own bookkeeping and connection set-up, not coordination
     summary["redis_commands"] = sum(commands.values())
     summary["redis_commands_per_request"] = summary["redis_commands"] / max(1, len(records))
+    trips = counters.get("redis_round_trips")
+    summary["redis_round_trips_per_request"] = (
+        math.nan if trips is None else trips / max(1, len(records))
+    )
+    summary["machine"] = verdict(
+        summary["send_lag_ms"]["p99"], machine.busy_share, len(machine.cpus)
+    )
     return RunResult(config.strategy, params, records, reads, summary, counters, commands)
 
 

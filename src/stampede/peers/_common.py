@@ -84,6 +84,7 @@ class Peer(Strategy):
     """A library used as a strategy: what it is and the settings it runs with."""
 
     library: ClassVar[str]  # name and pinned version, e.g. "cashews 7.6.0"
+    own_redis_client = True  # its commands bypass the pod's counting client
 
     @classmethod
     def library_settings(cls, config: StrategyConfig) -> dict[str, Any]:

@@ -48,6 +48,7 @@ class Strategy(ABC):
 
     name: ClassVar[str]
     default_jitter: ClassVar[float] = 0.0  # TTL spread when the config does not set one
+    own_redis_client: ClassVar[bool] = False  # a library with its own client: uncounted
 
     def __init__(self, deps: Deps, config: StrategyConfig) -> None:
         self.deps = deps
