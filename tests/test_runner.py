@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from pathlib import Path
@@ -9,9 +10,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from stampede import runner
+from stampede import registry, runner
 from stampede.config import LabConfig, LoadConfig, StrategyConfig
-from stampede.errors import ConfigError
+from stampede.errors import ConfigError, StrategyUnavailable
 from stampede.metrics import COLUMNS, HEADLINE, RunShape, summarize
 from stampede.runner import RunResult, compare, split_params
 from tests.test_metrics import every, reads, records
@@ -28,6 +29,16 @@ def test_split_params_sorts_each_name_into_its_model() -> None:
 def test_split_params_refuses_unknown_names_and_lists_the_valid_ones() -> None:
     with pytest.raises(ConfigError, match=r"unknown parameter\(s\) \['tll_s'\]; valid: .*ttl_s"):
         split_params({"tll_s": 5})
+
+
+def test_split_params_refuses_a_peer_whose_library_is_missing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    entry = registry._REGISTRY["aiocache"]
+    missing = dataclasses.replace(entry, requires="no_such_library_xyz", package="aiocache")
+    monkeypatch.setitem(registry._REGISTRY, "aiocache", missing)
+    with pytest.raises(StrategyUnavailable, match=r"aiocache.*pip install"):
+        split_params({"strategy": "aiocache"})
 
 
 def test_split_params_refuses_bad_values_with_one_line() -> None:

@@ -37,6 +37,7 @@ from stampede.injector import FaultInjector
 from stampede.lab import Lab
 from stampede.machine import MachineMeter, verdict
 from stampede.metrics import RunShape, hot_windows, per_second, summarize
+from stampede.registry import strategy_class
 from stampede.workers import drive as _drive
 
 __all__ = ["RunResult", "compare", "machine_exclusive", "run", "split_params"]
@@ -77,18 +78,20 @@ class RunResult:
 
 
 def split_params(params: dict[str, Any]) -> tuple[StrategyConfig, LoadConfig, LabConfig]:
-    """Sort keyword parameters into the three models; unknown names are a ConfigError."""
+    """Sort keyword parameters into the three models; unknown names are a ConfigError.
+
+    The strategy's class is looked up too, so a peer whose library is missing is refused here,
+    with the package to install, before any process starts.
+    """
     models = (StrategyConfig, LoadConfig, LabConfig)
     known = {name for m in models for name in m.model_fields}
     unknown = sorted(set(params) - known)
     if unknown:
         raise ConfigError(f"unknown parameter(s) {unknown}; valid: {', '.join(sorted(known))}")
     picked = [{k: v for k, v in params.items() if k in m.model_fields} for m in models]
-    return (
-        validated(StrategyConfig, **picked[0]),
-        validated(LoadConfig, **picked[1]),
-        validated(LabConfig, **picked[2]),
-    )
+    config = validated(StrategyConfig, **picked[0])
+    strategy_class(config.strategy)
+    return config, validated(LoadConfig, **picked[1]), validated(LabConfig, **picked[2])
 
 
 def run(
