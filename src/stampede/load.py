@@ -74,6 +74,7 @@ __all__ = [
     "generate",
     "generate_rows",
     "item_chooser",
+    "main",
     "poisson_schedule",
     "server_ms",
 ]

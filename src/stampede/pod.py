@@ -244,14 +244,14 @@ class PodState:
         }
 
 
-async def get_pod(request: Request) -> PodState:
+async def _get_pod(request: Request) -> PodState:
     # async on purpose: FastAPI runs a plain ``def`` dependency in a worker thread, measured
     # at ~220 us of CPU per request on these machines
     pod: PodState = request.app.state.pod
     return pod
 
 
-Pod = Annotated[PodState, Depends(get_pod)]
+Pod = Annotated[PodState, Depends(_get_pod)]
 ItemId = Annotated[int, Path(ge=1, le=MAX_ID, description="item id, a positive integer")]
 
 

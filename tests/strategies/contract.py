@@ -192,9 +192,10 @@ class StrategyContract:
         await eventually(outside_redis(others))
         for task in others:
             task.cancel()
-        await asyncio.gather(*others, return_exceptions=True)
-        gate.set()
+        await asyncio.sleep(0)  # the cancels land
+        gate.set()  # before gathering: a cancel redis-py swallowed would wait on it forever
         fetched = await asyncio.wait_for(first, 5)
+        await asyncio.wait_for(asyncio.gather(*others, return_exceptions=True), 5)
         assert fetched.data()["id"] == 1
         assert fetched.outcome == "miss"
         again = await subject.get(1, loader(origin))
