@@ -103,34 +103,36 @@ class SingleFlight(Strategy):
         return True
 
     async def _refresh_as_winner(self, item: int, load: Loader, lock: RedisLock) -> Fetched:
-        entry: Entry | None = None
-        try:
-            async with lock.hold(renew=self.config.renew):
-                entry = await self._refresh(item, load, lock, negatives_checked=True)
-        finally:
-            if entry is None:  # after release: a failed refresh wakes its waiters to retry
-                await self._announce(item, None)
+        entry = await self._refresh_then_release(item, load, lock)
         return Fetched(entry.value, Outcome.MISS)
 
     async def _refresh_held(self, item: int, load: Loader, lock: RedisLock) -> None:
-        entry: Entry | None = None
         try:
-            async with lock.hold(renew=self.config.renew):
-                entry = await self._refresh(item, load, lock, negatives_checked=True)
+            await self._refresh_then_release(item, load, lock)
         finally:
             self._refreshing.discard(item)
-            if entry is None:
-                await self._announce(item, None)
 
-    async def _refresh(
-        self, item: int, load: Loader, lock: RedisLock, *, negatives_checked: bool
-    ) -> Entry:
+    async def _refresh_then_release(self, item: int, load: Loader, lock: RedisLock) -> Entry:
+        """Refresh while holding ``lock`` (its lease renewed), then release it.
+
+        A failed (or cancelled) refresh is announced after the release: the waiters it wakes
+        try the lock again and must find it free.
+        """
+        try:
+            async with lock.hold(renew=self.config.renew):
+                return await self._refresh(item, load, lock)
+        except BaseException:
+            await self._announce(item, None)
+            raise
+
+    async def _refresh(self, item: int, load: Loader, lock: RedisLock) -> Entry:
         """Read the origin; then write through the fence, announce, release: one round trip.
 
+        The caller's claim already checked the negative cache (or a value was there).
         Announcing before the release takes one Redis round trip off every waiter's wait:
         they take the value from the message and never need the lock.
         """
-        entry = await self.read_origin(item, load, negatives_checked=negatives_checked)
+        entry = await self.read_origin(item, load, negatives_checked=True)
         notify = self.config.wait == "notify"
         if not await self.store.fill(item, entry, self.hard_ttl_s(entry), lock, announce=notify):
             self.counters["fence_refused"] += 1  # a newer holder writes; our value is still fresh
