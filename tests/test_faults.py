@@ -203,21 +203,21 @@ def test_a_waiter_that_times_out_gets_503_with_retry_after(fault_lab: Lab) -> No
     assert second.headers["retry-after"] == "1"
 
 
-async def reading(lab: Lab, pod: int, item: int) -> float:
+async def reading(client: httpx.AsyncClient, lab: Lab, pod: int, item: int) -> float:
     """Wait until pod ``pod`` is reading ``item`` from the origin; the read's start (epoch s)."""
     async with asyncio.timeout(30):  # a hang guard, not a timing
         while True:
-            reads = httpx.get(f"{lab.pods[pod]}/stats").json()["reads"]
+            reads = (await client.get(f"{lab.pods[pod]}/stats")).json()["reads"]
             if started := [r[0] for r in reads if r[2] == item and r[1] is None]:
                 return float(started[0])
             await asyncio.sleep(0.01)
 
 
-async def waiting(lab: Lab, pods: list[int], count: int) -> None:
+async def waiting(client: httpx.AsyncClient, lab: Lab, pods: list[int], count: int) -> None:
     """Wait until ``count`` requests on ``pods`` wait for another pod's refresh."""
     async with asyncio.timeout(30):  # a hang guard, not a timing
         while True:
-            stats = [httpx.get(f"{lab.pods[p]}/stats").json() for p in pods]
+            stats = [(await client.get(f"{lab.pods[p]}/stats")).json() for p in pods]
             if sum(s["counters"].get("waits", 0) for s in stats) >= count:
                 return
             await asyncio.sleep(0.01)
@@ -238,22 +238,21 @@ def test_a_holder_killed_mid_read_costs_its_key_no_503_and_one_read_after_its_le
 
     async def scenario() -> tuple[list[httpx.Response], float]:
         async with httpx.AsyncClient(timeout=30) as client:
-            redis = Redis.from_url(fault_lab.redis_url)
             doomed = asyncio.create_task(client.get(f"{fault_lab.pods[holder]}/items/{item}"))
-            await reading(fault_lab, holder, item)
+            await reading(client, fault_lab, holder, item)
             urls = [f"{fault_lab.pods[p]}/items/{item}" for p in others * 3]
             waiters = [asyncio.create_task(client.get(url)) for url in urls]
-            await waiting(fault_lab, others, len(waiters))
+            await waiting(client, fault_lab, others, len(waiters))
             await asyncio.to_thread(fault_lab.kill_pod, holder)
             measured_at = time.time()
-            lease_left_ms = await redis.pttl(lock_key)
-            assert lease_left_ms > 0, "the holder released its lock before it died"
-            assert not await redis.exists(value_key), "the holder finished its read first"
+            with fault_lab.redis() as redis:  # one quick call each: the loop may block on them
+                lease_left_ms = int(redis.pttl(lock_key))
+                assert lease_left_ms > 0, "the holder released its lock before it died"
+                assert not redis.exists(value_key), "the holder finished its read first"
             newcomers = [asyncio.create_task(client.get(url)) for url in urls[:2]]
             answers = await asyncio.gather(*waiters, *newcomers)
             with pytest.raises(httpx.TransportError):
                 await doomed  # the dead pod's own request: a dropped connection, not a 503
-            await redis.aclose()
         return answers, measured_at + lease_left_ms / 1000
 
     try:

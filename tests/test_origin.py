@@ -6,12 +6,14 @@ import asyncio
 from pathlib import Path
 
 from stampede.origin import Origin
+from tests.helpers import eventually
 
 
 async def started(origin: Origin) -> None:
-    async with asyncio.timeout(5):  # a hang guard, not a timing
-        while not origin.log():
-            await asyncio.sleep(0)
+    async def logged() -> bool:
+        return bool(origin.log())
+
+    await eventually(logged)  # the read task runs once this one yields
 
 
 async def test_a_read_in_flight_is_logged_with_no_end(origin_file: Path) -> None:

@@ -117,16 +117,18 @@ def test_a_pod_that_counted_an_answer_the_generator_never_got_fails_the_run(
 
 
 # ---- origin reads in flight ----------------------------------------------------------------
-def in_flight(lab: Lab, pod: int, item: int) -> list[list[Any]]:
-    stats = httpx.get(f"{lab.pods[pod]}/stats").json()
-    return [r for r in stats["reads"] if r[2] == item]
+def reads_of(stats: list[dict[str, Any]], item: int) -> list[list[Any]]:
+    return [r for s in stats for r in s["reads"] if r[2] == item]
 
 
 async def wait_for_read(lab: Lab, pod: int, item: int) -> list[Any]:
-    async with asyncio.timeout(30):  # a hang guard, not a timing
-        while not (found := in_flight(lab, pod, item)):  # noqa: ASYNC110 (state in another process)
+    """The first log entry of ``item`` on pod ``pod``, polled (the state is another process's)."""
+    async with httpx.AsyncClient() as client, asyncio.timeout(30):  # a hang guard, not a timing
+        while True:
+            stats = (await client.get(f"{lab.pods[pod]}/stats")).json()
+            if found := reads_of([stats], item):
+                return found[0]
             await asyncio.sleep(0.02)
-    return found[0]
 
 
 def test_a_read_in_flight_is_in_the_pods_log_from_its_start(lab: Lab) -> None:
@@ -142,7 +144,7 @@ def test_a_read_in_flight_is_in_the_pods_log_from_its_start(lab: Lab) -> None:
     start, end, item, ok = seen
     assert (end, ok, item) == (None, False, 3), "listed while in flight, with no end yet"
     assert answer.status_code == 200
-    ((start_after, end_after, _, ok_after),) = in_flight(lab, 0, 3)  # the same read, ended
+    ((start_after, end_after, _, ok_after),) = reads_of(lab.stats(), 3)  # the same one, ended
     assert start_after == start and end_after is not None and end_after >= start and ok_after
 
 
@@ -157,10 +159,10 @@ def test_the_runner_waits_for_a_read_in_flight_and_keeps_one_past_its_bound(lab:
     try:
         asyncio.run(wait_for_read(lab, 1, 4))
         now = runner.settled_stats(lab, config, limit_s=0)  # no wait: the read stays marked
-        ((_, end, _, ok),) = [r for s in now for r in s["reads"] if r[2] == 4]
+        ((_, end, _, ok),) = reads_of(now, 4)
         assert end is None and not ok
         settled = runner.settled_stats(lab, config)
-        ((_, end, _, ok),) = [r for s in settled for r in s["reads"] if r[2] == 4]
+        ((_, end, _, ok),) = reads_of(settled, 4)
         assert end is not None and ok, "settled_stats returned before the read ended"
     finally:
         request.join()

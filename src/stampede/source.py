@@ -19,7 +19,7 @@ import hashlib
 from functools import lru_cache
 from pathlib import Path
 
-__all__ = ["PRESENTATION", "code_version", "source_hash"]
+__all__ = ["PACKAGE", "PRESENTATION", "code_version", "source_hash"]
 
 PACKAGE = Path(__file__).parent
 
