@@ -10,6 +10,7 @@ import pytest
 from stampede.config import StrategyConfig
 from stampede.lab import Lab
 from stampede.load import server_ms
+from stampede.source import code_version
 
 
 @pytest.fixture
@@ -88,6 +89,7 @@ def test_health_shape(lab: Lab) -> None:
             "status": "ok",
             "pod": f"pod-{i}",
             "strategy": "swr",
+            "code": code_version(),  # the code this pod started from: run() checks it
         }
 
 

@@ -61,6 +61,7 @@ from stampede.errors import (
 )
 from stampede.origin import Origin
 from stampede.outcomes import Outcome
+from stampede.source import code_version
 from stampede.strategies import Deps, Strategy, create_strategy
 
 __all__ = [
@@ -229,7 +230,7 @@ class PodState:
         self.reset()
 
     def reset(self) -> None:
-        self.origin.reads.clear()
+        self.origin.clear()
         self.outcomes.clear()
         self.strategy.counters.clear()
         self.redis.round_trips = 0
@@ -240,7 +241,8 @@ class PodState:
             "config": self.config.model_dump(),
             "outcomes": dict(self.outcomes),
             "counters": {**self.strategy.counters, **self._round_trips()},
-            "reads": [[r.start, r.end, r.item, r.ok] for r in self.origin.reads],
+            # reads still in flight are listed too, with end None: a log read now misses none
+            "reads": [[r.start, r.end, r.item, r.ok] for r in self.origin.log()],
         }
 
 
@@ -258,6 +260,7 @@ ItemId = Annotated[int, Path(ge=1, le=MAX_ID, description="item id, a positive i
 def create_app(settings: PodSettings | None = None) -> FastAPI:
     """The pod's app; ``settings`` default to the environment (``STAMPEDE_*``)."""
     settings = settings or get_settings()
+    code = code_version()  # the files this process started from; /health reports it
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -285,7 +288,12 @@ def create_app(settings: PodSettings | None = None) -> FastAPI:
 
     @app.get("/health")
     async def health(pod: Pod) -> dict[str, Any]:
-        return {"status": "ok", "pod": settings.pod_name, "strategy": pod.config.strategy}
+        return {
+            "status": "ok",
+            "pod": settings.pod_name,
+            "strategy": pod.config.strategy,
+            "code": code,  # stampede.source.code_version: run() refuses pods of other code
+        }
 
     @app.get("/stats")
     async def stats(pod: Pod) -> dict[str, Any]:
