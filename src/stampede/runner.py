@@ -100,6 +100,7 @@ def run(
     lab: Lab | None = None,
     fresh: bool | None = None,
     progress: bool = True,
+    backend: str = "lab",
     **params: Any,
 ) -> RunResult:
     """Run ``strategy`` under the load described by ``params`` and measure it.
@@ -108,8 +109,16 @@ def run(
     embedded lab for this run and stops it after. ``faults`` (a list of
     :class:`~stampede.config.Fault`) need an embedded lab; their timeline and measured effect
     land in ``summary["faults"]``. Every run checks that nothing was lost (sent = responses +
-    errors + timeouts) and raises :class:`LostRequests` otherwise.
+    errors + timeouts) and raises :class:`LostRequests` otherwise. ``backend="sim"`` returns
+    the simulator's :class:`RunResult` for the same parameters (:func:`stampede.sim.simulate`).
     """
+    if backend != "lab":
+        if backend != "sim" or lab is not None:
+            raise ConfigError(f"backend {backend!r} (lab given: {lab is not None}); valid: "
+                              "'lab', or 'sim' without a lab")  # fmt: skip
+        from stampede.sim import simulate
+
+        return simulate(strategy, **params)
     config, load, lab_config = split_params({"strategy": strategy, **params})
     check_schedule(lab_config.faults, load.duration_s)
     all_params = {**config.model_dump(), **load.model_dump(), **lab_config.model_dump()}
