@@ -60,7 +60,12 @@ def main() -> None:
     if args.one:
         print(json.dumps(one(args.one, scale)))
         return
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": "1",
+        "OPENBLAS_NUM_THREADS": "1",
+        "MKL_NUM_THREADS": "1",
+    }
     rows = []
     for case in CASES:
         cmd = [sys.executable, __file__, "--one", case, *(["--quick"] if args.quick else [])]

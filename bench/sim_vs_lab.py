@@ -49,7 +49,9 @@ def close(a: float, b: float, rel: float, floor: float = 0.0) -> bool:
     return abs(a - b) <= max(rel * max(abs(a), abs(b)), floor)
 
 
-def compare_one(name: str, strategy: str, lab: RunResult, simulated: RunResult) -> list[dict[str, Any]]:
+def compare_one(
+    name: str, strategy: str, lab: RunResult, simulated: RunResult
+) -> list[dict[str, Any]]:
     ls, ss = lab.summary, simulated.summary
     rows = []
 
@@ -63,8 +65,13 @@ def compare_one(name: str, strategy: str, lab: RunResult, simulated: RunResult) 
             add("hot reads/window (median)", a, b, a == b, "equal")
         else:
             add("hot reads/window (median)", a, b, close(a, b, 0.25), "25%")
-    add("reads / lower bound", ls["reads_over_bound"], ss["reads_over_bound"],
-        close(ls["reads_over_bound"], ss["reads_over_bound"], 0.05), "5%")  # fmt: skip
+    add(
+        "reads / lower bound",
+        ls["reads_over_bound"],
+        ss["reads_over_bound"],
+        close(ls["reads_over_bound"], ss["reads_over_bound"], 0.05),
+        "5%",
+    )
     a, b = ls["max_origin_per_s_steady"], ss["max_origin_per_s_steady"]
     add("busiest second after TTL", a, b, close(a, b, 0.20, 1), "20%")
     for outcome in ("wait_hit", "stale"):

@@ -38,8 +38,15 @@ def test_a_strategy_registered_without_a_model_is_caught(monkeypatch: pytest.Mon
 @pytest.mark.parametrize("latency_s", [0.05, 0.2, 1.0])
 @pytest.mark.parametrize("rate", [10.0, 100.0, 1000.0])
 def test_naive_reads_one_plus_lambda_l_per_expiry(rate: float, latency_s: float) -> None:
-    run = sim.poisson_key("naive", rate=rate, expiries=EXPIRIES, timing=sim.ZERO, ttl_s=1.0,
-                          origin_latency_ms=latency_s * 1000, seed=7)  # fmt: skip
+    run = sim.poisson_key(
+        "naive",
+        rate=rate,
+        expiries=EXPIRIES,
+        timing=sim.ZERO,
+        ttl_s=1.0,
+        origin_latency_ms=latency_s * 1000,
+        seed=7,
+    )
     expected = 1 + rate * latency_s
     assert len(run.per_expiry) == EXPIRIES
     assert run.per_expiry.mean() == pytest.approx(expected, rel=0.05)
@@ -48,8 +55,15 @@ def test_naive_reads_one_plus_lambda_l_per_expiry(rate: float, latency_s: float)
 @pytest.mark.parametrize("pods", [3, 10])
 def test_local_lock_reads_exactly_once_per_pod_per_expiry(pods: int) -> None:
     # λL = 1000 x 0.2 = 200 requests per re-read: every pod sees at least one of them
-    run = sim.poisson_key("local_lock", rate=1000, expiries=EXPIRIES, pods=pods,
-                          timing=sim.ZERO, ttl_s=1.0, origin_latency_ms=200)  # fmt: skip
+    run = sim.poisson_key(
+        "local_lock",
+        rate=1000,
+        expiries=EXPIRIES,
+        pods=pods,
+        timing=sim.ZERO,
+        ttl_s=1.0,
+        origin_latency_ms=200,
+    )
     assert set(run.per_expiry.tolist()) == {pods}
     outcomes = run.outcomes()
     assert outcomes["wait_hit"] > outcomes["miss"]  # the rest of each pod's herd waited
@@ -64,21 +78,45 @@ XFETCH_CASES = [(0.5, 800.0, 0.6), (1.0, 150.0, 1.0), (2.0, 50.0, 1.8)]
 def test_xfetch_without_lock_recomputes_e_to_one_over_beta(
     beta: float, rate: float, ttl_s: float
 ) -> None:
-    run = sim.poisson_key("xfetch", rate=rate, expiries=EXPIRIES, timing=sim.ZERO, ttl_s=ttl_s,
-                          origin_latency_ms=100, beta=beta, early_lock=False, seed=3)  # fmt: skip
+    run = sim.poisson_key(
+        "xfetch",
+        rate=rate,
+        expiries=EXPIRIES,
+        timing=sim.ZERO,
+        ttl_s=ttl_s,
+        origin_latency_ms=100,
+        beta=beta,
+        early_lock=False,
+        seed=3,
+    )
     assert run.per_expiry.mean() == pytest.approx(math.exp(1 / beta), rel=0.10)
 
 
 def test_xfetch_with_its_lock_recomputes_once() -> None:
     beta, rate, ttl_s = XFETCH_CASES[0]
-    run = sim.poisson_key("xfetch", rate=rate, expiries=EXPIRIES, timing=sim.ZERO, ttl_s=ttl_s,
-                          origin_latency_ms=100, beta=beta)  # fmt: skip
+    run = sim.poisson_key(
+        "xfetch",
+        rate=rate,
+        expiries=EXPIRIES,
+        timing=sim.ZERO,
+        ttl_s=ttl_s,
+        origin_latency_ms=100,
+        beta=beta,
+    )
     assert run.per_expiry.mean() == pytest.approx(1.0, abs=0.02)
 
 
 def test_single_flight_notify_costs_two_trips_per_waiter_and_a_message_per_pod() -> None:
-    run = sim.poisson_key("single_flight", rate=500, expiries=EXPIRIES, pods=7,
-                          timing=sim.ZERO, ttl_s=1.0, origin_latency_ms=200, wait="notify")  # fmt: skip
+    run = sim.poisson_key(
+        "single_flight",
+        rate=500,
+        expiries=EXPIRIES,
+        pods=7,
+        timing=sim.ZERO,
+        ttl_s=1.0,
+        origin_latency_ms=200,
+        wait="notify",
+    )
     o = run.outcomes()
     assert set(run.per_expiry.tolist()) == {1}
     assert run.trace.trips == o["hit"] + 3 * o["miss"] + 2 * o["wait_hit"]
@@ -88,8 +126,16 @@ def test_single_flight_notify_costs_two_trips_per_waiter_and_a_message_per_pod()
 def test_single_flight_poll_trips_per_waiter_follow_the_poll_interval() -> None:
     # a waiter u s after the miss polls at u + 50 ms, u + 100 ms, ... until the 200 ms read ends:
     # E[polls] = 1 + E[ceil((0.15 - u) / 0.05)+] = 2.5 for u ~ U(0, 0.2); trips = 2 polls + 1
-    run = sim.poisson_key("single_flight", rate=500, expiries=EXPIRIES, timing=sim.ZERO,
-                          ttl_s=1.0, origin_latency_ms=200, wait="poll", poll_ms=50)  # fmt: skip
+    run = sim.poisson_key(
+        "single_flight",
+        rate=500,
+        expiries=EXPIRIES,
+        timing=sim.ZERO,
+        ttl_s=1.0,
+        origin_latency_ms=200,
+        wait="poll",
+        poll_ms=50,
+    )
     o = run.outcomes()
     waiter_trips = (run.trace.trips - o["hit"] - 3 * o["miss"]) / o["wait_hit"]
     assert waiter_trips == pytest.approx(2 * 2.5 + 1, rel=0.03)
@@ -111,8 +157,9 @@ def test_ttl_comes_from_jittered_ttl(monkeypatch: pytest.MonkeyPatch) -> None:
         return 2 * base_s
 
     monkeypatch.setattr("stampede.sim.keymodel.jittered_ttl", spy)
-    run = sim.poisson_key("jitter", rate=100, expiries=20, timing=sim.ZERO, ttl_s=1.0,
-                          origin_latency_ms=100)  # fmt: skip
+    run = sim.poisson_key(
+        "jitter", rate=100, expiries=20, timing=sim.ZERO, ttl_s=1.0, origin_latency_ms=100
+    )
     assert calls and set(calls) == {0.2}  # the jitter preset's own spread
     gaps = np.diff(run.trace.episode_starts)
     assert gaps.min() > 2.0  # every cycle lasted the doubled TTL

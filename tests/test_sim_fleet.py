@@ -19,8 +19,16 @@ def test_zipf_rates_split_the_traffic() -> None:
 
 
 def test_naive_herd_matches_the_closed_form_and_the_key_engine() -> None:
-    run = sim.fleet("naive", pods=3, rate=1000, keys=1, duration_s=2000 * CYCLE_S,
-                    timing=sim.ZERO, ttl_s=1.0, origin_latency_ms=200)  # fmt: skip
+    run = sim.fleet(
+        "naive",
+        pods=3,
+        rate=1000,
+        keys=1,
+        duration_s=2000 * CYCLE_S,
+        timing=sim.ZERO,
+        ttl_s=1.0,
+        origin_latency_ms=200,
+    )
     herds = run.hot_reads_per_expiry[1:]
     assert len(herds) >= 2000
     assert sum(herds) / len(herds) == pytest.approx(1 + 1000 * 0.2, rel=0.05)
@@ -28,20 +36,28 @@ def test_naive_herd_matches_the_closed_form_and_the_key_engine() -> None:
 
 
 def test_local_lock_reads_once_per_pod() -> None:
-    run = sim.fleet("local_lock", pods=10, rate=1000, keys=1, duration_s=300, timing=sim.ZERO,
-                    ttl_s=1.0, origin_latency_ms=200)  # fmt: skip
+    run = sim.fleet(
+        "local_lock",
+        pods=10,
+        rate=1000,
+        keys=1,
+        duration_s=300,
+        timing=sim.ZERO,
+        ttl_s=1.0,
+        origin_latency_ms=200,
+    )
     assert set(run.hot_reads_per_expiry[1:]) == {10}
 
 
 def test_poll_and_notify_redis_cost_match_the_key_engine() -> None:
     common = dict(timing=sim.ZERO, ttl_s=1.0, origin_latency_ms=200, poll_ms=50)
     for wait in ("poll", "notify"):
-        key = sim.poisson_key("single_flight", rate=500, expiries=2000, pods=7, wait=wait,
-                              **common)  # fmt: skip
+        key = sim.poisson_key("single_flight", rate=500, expiries=2000, pods=7, wait=wait, **common)
         o = key.outcomes()
         per_request_key = key.trace.trips / sum(o.values())
-        run = sim.fleet("single_flight", pods=7, rate=500, keys=1, duration_s=2000 * 1.2,
-                        wait=wait, **common)  # fmt: skip
+        run = sim.fleet(
+            "single_flight", pods=7, rate=500, keys=1, duration_s=2000 * 1.2, wait=wait, **common
+        )
         assert run.redis_commands / run.requests == pytest.approx(per_request_key, rel=0.03)
         refreshes = len(run.hot_reads_per_expiry)
         assert run.pubsub_deliveries == (7 * refreshes if wait == "notify" else 0)
@@ -49,17 +65,27 @@ def test_poll_and_notify_redis_cost_match_the_key_engine() -> None:
 
 def test_one_hot_shard_saturates_under_notify_fan_out() -> None:
     # 1,000 pods each receive every ready message: a refresh costs 1,000 deliveries
-    poll = sim.fleet("single_flight", pods=1000, rate=100_000, keys=10_000, duration_s=20,
-                     wait="poll")  # fmt: skip
-    notify = sim.fleet("single_flight", pods=1000, rate=100_000, keys=10_000, duration_s=20,
-                       wait="notify")  # fmt: skip
+    poll = sim.fleet(
+        "single_flight", pods=1000, rate=100_000, keys=10_000, duration_s=20, wait="poll"
+    )
+    notify = sim.fleet(
+        "single_flight", pods=1000, rate=100_000, keys=10_000, duration_s=20, wait="notify"
+    )
     assert notify.pubsub_deliveries == 1000 * notify.origin_reads
     assert notify.redis_busiest_utilisation > 1 > poll.redis_busiest_utilisation
 
 
 def test_swr_serves_stale_and_reads_once_per_cycle() -> None:
-    run = sim.fleet("swr", pods=3, rate=1000, keys=1, duration_s=120, timing=sim.ZERO,
-                    ttl_s=1.0, origin_latency_ms=200)  # fmt: skip
+    run = sim.fleet(
+        "swr",
+        pods=3,
+        rate=1000,
+        keys=1,
+        duration_s=120,
+        timing=sim.ZERO,
+        ttl_s=1.0,
+        origin_latency_ms=200,
+    )
     assert set(run.hot_reads_per_expiry) == {1}
     assert run.stale >= 0.9 * 1000 * 0.2 * (len(run.hot_reads_per_expiry) - 1)
 

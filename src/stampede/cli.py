@@ -105,8 +105,9 @@ def _run(args: argparse.Namespace) -> int:
     if args.attach:
         state = load_state(paths.state_dir() / STATE_FILE)
         lab = Lab.attach(state["pods"], state["redis"]) if state else Lab.from_env()
-    result = run(lab=lab, fresh=args.fresh or None, progress=not args.json, backend=args.backend,
-                 **params)  # fmt: skip
+    result = run(
+        lab=lab, fresh=args.fresh or None, progress=not args.json, backend=args.backend, **params
+    )
     if args.json:
         print(json.dumps(_jsonable(result.to_json())))
     else:
@@ -137,10 +138,19 @@ def _sim_fleet(args: argparse.Namespace) -> int:
     from stampede.sim.fleet import fleet
 
     config = _picked(args, StrategyConfig)
-    result = fleet(pods=args.pods, rate=args.rate, keys=args.keys, alpha=args.alpha,
-                   duration_s=args.duration_s, shards=args.shards, **config)  # fmt: skip
-    summary = result.summary() | {"requests_per_wall_s": round(result.requests_per_wall_s),
-                                  "peak_rss_mib": round(result.peak_rss_mib)}  # fmt: skip
+    result = fleet(
+        pods=args.pods,
+        rate=args.rate,
+        keys=args.keys,
+        alpha=args.alpha,
+        duration_s=args.duration_s,
+        shards=args.shards,
+        **config,
+    )
+    summary = result.summary() | {
+        "requests_per_wall_s": round(result.requests_per_wall_s),
+        "peak_rss_mib": round(result.peak_rss_mib),
+    }
     print(json.dumps(_jsonable(summary)) if args.json else _lines(summary))
     return 0
 
@@ -174,8 +184,12 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--json", action="store_true", help="print the summary as one JSON object")
     run.add_argument("--fresh", action="store_true", help="ignore the cache of earlier runs")
     run.add_argument("--attach", action="store_true", help="use the lab `lab up` started")
-    run.add_argument("--backend", choices=("lab", "sim"), default="lab",
-                     help="lab: a live run; sim: the simulator (stampede.sim), same summary")  # fmt: skip
+    run.add_argument(
+        "--backend",
+        choices=("lab", "sim"),
+        default="lab",
+        help="lab: a live run; sim: the simulator (stampede.sim), same summary",
+    )
     run.set_defaults(func=_run)
 
     sim = sub.add_parser("sim", help="the simulator: its constants, fleet-scale runs")
@@ -187,9 +201,14 @@ def _parser() -> argparse.ArgumentParser:
     show.set_defaults(func=_sim_show)
     fl = sim_sub.add_parser("fleet", help="a fleet-scale simulation; prints its counts")
     _add_model_options(fl, StrategyConfig)
-    for flag, kind, default in (("--pods", int, 1000), ("--rate", float, 1e6),
-                                ("--keys", int, 1_000_000), ("--alpha", float, 1.0),
-                                ("--duration-s", float, 60.0), ("--shards", int, 1)):  # fmt: skip
+    for flag, kind, default in (
+        ("--pods", int, 1000),
+        ("--rate", float, 1e6),
+        ("--keys", int, 1_000_000),
+        ("--alpha", float, 1.0),
+        ("--duration-s", float, 60.0),
+        ("--shards", int, 1),
+    ):
         fl.add_argument(flag, type=kind, default=default, help=f"default {default:g}")
     fl.add_argument("--json", action="store_true")
     fl.set_defaults(func=_sim_fleet)

@@ -114,8 +114,10 @@ def run(
     """
     if backend != "lab":
         if backend != "sim" or lab is not None:
-            raise ConfigError(f"backend {backend!r} (lab given: {lab is not None}); valid: "
-                              "'lab', or 'sim' without a lab")  # fmt: skip
+            raise ConfigError(
+                f"backend {backend!r} (lab given: {lab is not None}); valid: "
+                "'lab', or 'sim' without a lab"
+            )
         from stampede.sim import simulate
 
         return simulate(strategy, **params)

@@ -13,6 +13,7 @@ sweeps: one key at rate λ, walked for a given number of expiries.
 
 from __future__ import annotations
 
+import itertools
 import math
 import random
 from dataclasses import dataclass
@@ -79,14 +80,17 @@ def simulate(
     check_schedule(lab.faults, load.duration_s)
     model_of(config.strategy)
     if load.pacing == "closed":
-        raise ConfigError("pacing 'closed' is not simulated (closed loops need latency "
-                          "feedback across keys); valid: 'open'")  # fmt: skip
+        raise ConfigError(
+            "pacing 'closed' is not simulated (closed loops need latency "
+            "feedback across keys); valid: 'open'"
+        )
     if lab.faults:
         raise ConfigError(f"faults are not simulated (got {len(lab.faults)}); run them in the lab")
     top = load.warm_items if load.scenario == "bulk_warm" else load.items
     if top > lab.origin_items:
-        raise ConfigError(f"ids above origin_items ({lab.origin_items}) are not simulated "
-                          f"(got items up to {top})")  # fmt: skip
+        raise ConfigError(
+            f"ids above origin_items ({lab.origin_items}) are not simulated (got items up to {top})"
+        )
     timing = timing or MEASURED
     all_params = {**config.model_dump(), **load.model_dump(), **lab.model_dump()}
     t, items, pods = arrivals(load, lab.pods)
@@ -99,19 +103,37 @@ def simulate(
     latency = np.zeros(len(t))
     reads: list[np.ndarray] = []
     trips = messages = attempts = 0
-    for lo, hi in zip(bounds[:-1], bounds[1:], strict=True):
+    for lo, hi in itertools.pairwise(bounds):
         idx = order[lo:hi]
         item = int(items[idx[0]])
-        trace = simulate_key(config, t[idx], pods[idx], n_pods=lab.pods, timing=timing,
-                             rng=rng, nprng=nprng, early_lock=early_lock,
-                             strategy=strat)  # fmt: skip
+        trace = simulate_key(
+            config,
+            t[idx],
+            pods[idx],
+            n_pods=lab.pods,
+            timing=timing,
+            rng=rng,
+            nprng=nprng,
+            early_lock=early_lock,
+            strategy=strat,
+        )
         outcome[idx], latency[idx] = trace.outcome, trace.latency_s
         rows = trace.reads
         reads.append(np.column_stack([rows[:, :2], np.full(len(rows), item), rows[:, 2]]))
         trips, messages = trips + trace.trips, messages + trace.messages
         attempts += trace.early_attempts
-    return _result(config, all_params, t, items, pods, outcome, latency, reads, load,
-                   {"trips": trips, "messages": messages, "early_attempts": attempts})  # fmt: skip
+    return _result(
+        config,
+        all_params,
+        t,
+        items,
+        pods,
+        outcome,
+        latency,
+        reads,
+        load,
+        {"trips": trips, "messages": messages, "early_attempts": attempts},
+    )
 
 
 def _result(
@@ -154,12 +176,21 @@ def _result(
     summary["redis_commands"] = counts["trips"]
     summary["redis_commands_per_request"] = counts["trips"] / max(1, len(records))
     summary["redis_round_trips_per_request"] = counts["trips"] / max(1, len(records))
-    summary["machine"] = {"machine_bound": False, "reasons": [], "advice": "",
-                          "send_lag_p99_ms": 0.0, "busy_share": math.nan, "cpus": 0}  # fmt: skip
+    summary["machine"] = {
+        "machine_bound": False,
+        "reasons": [],
+        "advice": "",
+        "send_lag_p99_ms": 0.0,
+        "busy_share": math.nan,
+        "cpus": 0,
+    }
     summary["backend"] = BACKEND
     summary["sim"] = {"pubsub_deliveries": counts["messages"]}
-    counters = {"origin_calls": len(frame), "early_attempts": counts["early_attempts"],
-                "redis_round_trips": counts["trips"]}  # fmt: skip
+    counters = {
+        "origin_calls": len(frame),
+        "early_attempts": counts["early_attempts"],
+        "redis_round_trips": counts["trips"],
+    }
     return RunResult(config.strategy, params, records, frame, summary, counters, {})
 
 
@@ -199,8 +230,9 @@ def poisson_key(
     limits. At least ``expiries`` refresh episodes follow the cold start (checked).
     """
     if rate <= 0 or expiries < 1 or pods < 1:
-        raise ConfigError(f"need rate > 0, expiries >= 1, pods >= 1 (got {rate}, {expiries}, "
-                          f"{pods})")  # fmt: skip
+        raise ConfigError(
+            f"need rate > 0, expiries >= 1, pods >= 1 (got {rate}, {expiries}, {pods})"
+        )
     cfg = validated(StrategyConfig, strategy=strategy, **config)
     timing = timing or MEASURED
     # a cycle: the TTL, the gap to the next request, the herd's reads (the last one's write
@@ -212,8 +244,16 @@ def poisson_key(
     t = np.cumsum(nprng.exponential(1 / rate, n))
     t = t[t < duration]
     rng = random.Random(seed)
-    trace = simulate_key(cfg, t, np.arange(len(t)) % pods, n_pods=pods, timing=timing, rng=rng,
-                         nprng=nprng, early_lock=early_lock)  # fmt: skip
+    trace = simulate_key(
+        cfg,
+        t,
+        np.arange(len(t)) % pods,
+        n_pods=pods,
+        timing=timing,
+        rng=rng,
+        nprng=nprng,
+        early_lock=early_lock,
+    )
     run = KeyRun(trace, t, cfg)
     if len(run.per_expiry) < expiries:
         raise AssertionError(f"{len(run.per_expiry)} expiries simulated, {expiries} asked")

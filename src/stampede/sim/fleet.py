@@ -125,23 +125,36 @@ def fleet(
     """
     cfg = validated(StrategyConfig, strategy=strategy, **config)
     if cfg.strategy not in FLEET_STRATEGIES:
-        raise ConfigError(f"strategy {strategy!r} has no fleet model; valid: "
-                          f"{', '.join(FLEET_STRATEGIES)} (others: stampede.sim.simulate)")  # fmt: skip
+        raise ConfigError(
+            f"strategy {strategy!r} has no fleet model; valid: "
+            f"{', '.join(FLEET_STRATEGIES)} (others: stampede.sim.simulate)"
+        )
     for name, value in (("pods", pods), ("keys", keys), ("shards", shards)):
         if int(value) != value or value < 1:
             raise ConfigError(f"{name} must be a whole number >= 1 (got {value!r})")
     if not (rate > 0 and duration_s > 0 and alpha >= 0):
-        raise ConfigError(f"need rate > 0, duration_s > 0, alpha >= 0 (got {rate}, "
-                          f"{duration_s}, {alpha})")  # fmt: skip
+        raise ConfigError(
+            f"need rate > 0, duration_s > 0, alpha >= 0 (got {rate}, {duration_s}, {alpha})"
+        )
     timing = timing or MEASURED
     started = time.perf_counter()
     engine = _Engine(cfg, pods, keys, shards, duration_s, timing, seed)
     lam = zipf_rates(rate, keys, alpha)
     steps = engine.run(lam, warm)
     wall = time.perf_counter() - started
-    params = {"strategy": cfg.strategy, "pods": pods, "rate": rate, "keys": keys, "alpha": alpha,
-              "duration_s": duration_s, "shards": shards, "warm": warm, "seed": seed,
-              "timing": timing, **cfg.model_dump()}  # fmt: skip
+    params = {
+        "strategy": cfg.strategy,
+        "pods": pods,
+        "rate": rate,
+        "keys": keys,
+        "alpha": alpha,
+        "duration_s": duration_s,
+        "shards": shards,
+        "warm": warm,
+        "seed": seed,
+        "timing": timing,
+        **cfg.model_dump(),
+    }
     return FleetResult(
         params=params,
         requests=int(engine.requests),
@@ -162,9 +175,15 @@ def fleet(
 
 class _Engine:
     def __init__(
-        self, cfg: StrategyConfig, pods: int, keys: int, shards: int, duration: float,
-        timing: Timing, seed: int,
-    ) -> None:  # fmt: skip
+        self,
+        cfg: StrategyConfig,
+        pods: int,
+        keys: int,
+        shards: int,
+        duration: float,
+        timing: Timing,
+        seed: int,
+    ) -> None:
         self.cfg, self.pods, self.keys, self.duration, self.tm = cfg, pods, keys, duration, timing
         self.rng = np.random.default_rng(seed)
         self.pyrng = random.Random(seed)
@@ -195,13 +214,17 @@ class _Engine:
         """``requests`` of keys ``idx`` took ``trips`` round trips on their busy path."""
         self.requests += int(requests.sum())
         self.trips += int(trips.sum())
-        self.shard_cmds += np.bincount(self.shard[idx], weights=trips, minlength=len(self.shard_cmds))
+        self.shard_cmds += np.bincount(
+            self.shard[idx], weights=trips, minlength=len(self.shard_cmds)
+        )
 
     def deliver(self, idx: np.ndarray) -> None:
         """One ready message per refresh, delivered to every pod (costed as one command)."""
         self.deliveries += self.pods * idx.size
         weights = np.full(idx.size, float(self.pods))
-        self.shard_cmds += np.bincount(self.shard[idx], weights=weights, minlength=len(self.shard_cmds))
+        self.shard_cmds += np.bincount(
+            self.shard[idx], weights=weights, minlength=len(self.shard_cmds)
+        )
 
     def fresh(self, idx: np.ndarray, start: np.ndarray, end: np.ndarray, lam: np.ndarray) -> None:
         """The hits of keys ``idx`` while their value is fresh: one GET each."""
@@ -211,7 +234,7 @@ class _Engine:
         self.busy(idx, hits, hits)
 
     def run(self, lam: np.ndarray, warm: bool) -> int:
-        n, rtt, tm = self.keys, self.rtt, self.tm
+        n, tm = self.keys, self.tm
         boundary = np.zeros(n)  # the value's soft expiry, or when the cache emptied
         has_value = np.zeros(n, bool)
         if warm:
@@ -258,8 +281,9 @@ class _Engine:
         if per_pod:
             pod_first = self.rng.integers(0, self.pods, idx.size)
             pod_other = self.rng.integers(0, self.pods, rep.size)
-            combos = np.unique(np.r_[np.arange(idx.size) * self.pods + pod_first,
-                                     rep * self.pods + pod_other])  # fmt: skip
+            combos = np.unique(
+                np.r_[np.arange(idx.size) * self.pods + pod_first, rep * self.pods + pod_other]
+            )
             readers = np.bincount(combos // self.pods, minlength=idx.size)
             # each other pod's first request reads: the earliest offset of each (key, pod)
             other = pod_other != pod_first[rep]
@@ -285,7 +309,9 @@ class _Engine:
         self.fresh(idx, a + window, new, lam)
         return new
 
-    def flight(self, idx: np.ndarray, a: np.ndarray, delta: np.ndarray, lam: np.ndarray) -> np.ndarray:
+    def flight(
+        self, idx: np.ndarray, a: np.ndarray, delta: np.ndarray, lam: np.ndarray
+    ) -> np.ndarray:
         rtt, cfg = self.rtt, self.cfg
         visible = 3 * rtt + delta  # after a: GET, claim, read, fill
         wait_window = visible - rtt  # a claim before the fill waits

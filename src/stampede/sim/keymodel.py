@@ -56,8 +56,14 @@ __all__ = [
     "unmodelled",
 ]
 
-CODES = (Outcome.HIT, Outcome.MISS, Outcome.WAIT_HIT, Outcome.STALE, Outcome.EARLY_REFRESH,
-         Outcome.ERROR)  # fmt: skip
+CODES = (
+    Outcome.HIT,
+    Outcome.MISS,
+    Outcome.WAIT_HIT,
+    Outcome.STALE,
+    Outcome.EARLY_REFRESH,
+    Outcome.ERROR,
+)
 """Outcome codes of :attr:`KeyTrace.outcome`: the index into this tuple."""
 HIT, MISS, WAIT_HIT, STALE, EARLY, ERROR = range(len(CODES))
 

@@ -43,10 +43,22 @@ def herd_sweep(
     rows = []
     for latency in latencies_s:
         for rate in rates:
-            run = poisson_key("naive", rate=rate, expiries=expiries, timing=ZERO, ttl_s=ttl_s,
-                              origin_latency_ms=latency * 1000)  # fmt: skip
-            rows.append({"rate": rate, "latency_s": latency, "reads_per_expiry":
-                         float(run.per_expiry.mean()), "closed_form": 1 + rate * latency})  # fmt: skip
+            run = poisson_key(
+                "naive",
+                rate=rate,
+                expiries=expiries,
+                timing=ZERO,
+                ttl_s=ttl_s,
+                origin_latency_ms=latency * 1000,
+            )
+            rows.append(
+                {
+                    "rate": rate,
+                    "latency_s": latency,
+                    "reads_per_expiry": float(run.per_expiry.mean()),
+                    "closed_form": 1 + rate * latency,
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -56,10 +68,22 @@ def local_lock_sweep(
     """local_lock: reads per expiry against the number of pods (P while λL >> P)."""
     rows = []
     for p in pods:
-        run = poisson_key("local_lock", rate=rate, expiries=expiries, pods=p, timing=ZERO,
-                          ttl_s=1.0, origin_latency_ms=latency_s * 1000)  # fmt: skip
-        rows.append({"pods": p, "reads_per_expiry": float(run.per_expiry.mean()),
-                     "closed_form": float(min(p, 1 + rate * latency_s))})  # fmt: skip
+        run = poisson_key(
+            "local_lock",
+            rate=rate,
+            expiries=expiries,
+            pods=p,
+            timing=ZERO,
+            ttl_s=1.0,
+            origin_latency_ms=latency_s * 1000,
+        )
+        rows.append(
+            {
+                "pods": p,
+                "reads_per_expiry": float(run.per_expiry.mean()),
+                "closed_form": float(min(p, 1 + rate * latency_s)),
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -82,15 +106,28 @@ def redis_cost_sweep(
     rows = []
     for rate in rates:
         for wait in ("poll", "notify"):
-            run = fleet("single_flight", pods=pods, rate=rate, keys=1, timing=timing,
-                        duration_s=expiries * (1.0 + latency_s), ttl_s=1.0,
-                        origin_latency_ms=latency_s * 1000, wait=wait, poll_ms=poll_ms)  # fmt: skip
+            run = fleet(
+                "single_flight",
+                pods=pods,
+                rate=rate,
+                keys=1,
+                timing=timing,
+                duration_s=expiries * (1.0 + latency_s),
+                ttl_s=1.0,
+                origin_latency_ms=latency_s * 1000,
+                wait=wait,
+                poll_ms=poll_ms,
+            )
             n = max(1, run.origin_reads)
-            rows.append({
-                "rate": rate, "wait": wait, "waiters_per_expiry": run.waiters / n,
-                "redis_per_expiry": (run.redis_commands - run.hits + run.pubsub_deliveries) / n,
-                "shard_utilisation": run.redis_busiest_utilisation,
-            })  # fmt: skip
+            rows.append(
+                {
+                    "rate": rate,
+                    "wait": wait,
+                    "waiters_per_expiry": run.waiters / n,
+                    "redis_per_expiry": (run.redis_commands - run.hits + run.pubsub_deliveries) / n,
+                    "shard_utilisation": run.redis_busiest_utilisation,
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -100,7 +137,7 @@ def xfetch_head_start_sweep(
     """XFetch: how long before expiry the first early refresh starts, against β and λ.
 
     Closed form (Poisson arrivals): the first refresh comes when the firing hazard's integral
-    λδβ·e^(-s/δβ) reaches an Exp(1) draw E, at s = δβ·ln(λδβ/E): mean δβ·(ln(λδβ) + γ). The
+    λδβ·e^(-s/δβ) reaches an Exp(1) draw E, at s = δβ·ln(λδβ/E): mean δβ·(ln(λδβ) + gamma). The
     TTL is long enough that it has not already come due when the value is written.
     """
     rows = []
@@ -108,11 +145,24 @@ def xfetch_head_start_sweep(
         for rate in rates:
             scale = delta_s * beta
             ttl = max(1.0, scale * (math.log(rate * scale) + 8))
-            run = poisson_key("xfetch", rate=rate, expiries=expiries, timing=ZERO, ttl_s=ttl,
-                              origin_latency_ms=delta_s * 1000, beta=beta)  # fmt: skip
+            run = poisson_key(
+                "xfetch",
+                rate=rate,
+                expiries=expiries,
+                timing=ZERO,
+                ttl_s=ttl,
+                origin_latency_ms=delta_s * 1000,
+                beta=beta,
+            )
             heads = np.asarray(run.trace.head_starts[1:], float)
-            rows.append({"beta": beta, "rate": rate, "head_start_s": float(heads.mean()),
-                         "closed_form": scale * (math.log(rate * scale) + EULER_GAMMA)})  # fmt: skip
+            rows.append(
+                {
+                    "beta": beta,
+                    "rate": rate,
+                    "head_start_s": float(heads.mean()),
+                    "closed_form": scale * (math.log(rate * scale) + EULER_GAMMA),
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -133,11 +183,25 @@ def jitter_sweep(
     rows = []
     for jitter in jitters:
         duration = ttl_s * (1 + jitter) + 2
-        run = fleet(strategy, pods=1000, rate=rate, keys=keys, alpha=0.0, duration_s=duration,
-                    warm=True, ttl_s=ttl_s, jitter=jitter)  # fmt: skip
-        rows.append({"jitter": jitter, "peak_reads_per_s": run.max_origin_per_s_steady,
-                     "closed_form": keys / (ttl_s * jitter) if jitter else float(keys),
-                     "wall_s": run.wall_s})  # fmt: skip
+        run = fleet(
+            strategy,
+            pods=1000,
+            rate=rate,
+            keys=keys,
+            alpha=0.0,
+            duration_s=duration,
+            warm=True,
+            ttl_s=ttl_s,
+            jitter=jitter,
+        )
+        rows.append(
+            {
+                "jitter": jitter,
+                "peak_reads_per_s": run.max_origin_per_s_steady,
+                "closed_form": keys / (ttl_s * jitter) if jitter else float(keys),
+                "wall_s": run.wall_s,
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -147,6 +211,11 @@ def fleet_table(strategies: Iterable[tuple[str, dict[str, Any]]], **scale: Any) 
     for name, options in strategies:
         result = fleet(name, **scale, **options)
         label = name + (f" ({options['wait']})" if "wait" in options else "")
-        rows.append({"strategy": label, **result.summary(),
-                     "requests_per_wall_s": result.requests_per_wall_s})  # fmt: skip
+        rows.append(
+            {
+                "strategy": label,
+                **result.summary(),
+                "requests_per_wall_s": result.requests_per_wall_s,
+            }
+        )
     return pd.DataFrame(rows).set_index("strategy")

@@ -77,8 +77,10 @@ def calibrate(result: RunResult, *, redis_service_s: float) -> Timing:
     (``INFO commandstats``), measured on the same lab.
     """
     if result.strategy != "naive" or result.summary.get("backend") == "sim":
-        raise ValueError(f"calibrate needs a live naive run (got {result.strategy!r}, "
-                         f"backend {result.summary.get('backend', 'lab')!r})")  # fmt: skip
+        raise ValueError(
+            f"calibrate needs a live naive run (got {result.strategy!r}, "
+            f"backend {result.summary.get('backend', 'lab')!r})"
+        )
     records = result.records[result.records["status"] == 200]
     hits = records.loc[records["outcome"] == "hit", "latency_ms"] / 1000
     misses = records.loc[records["outcome"] == "miss", "latency_ms"] / 1000
