@@ -28,7 +28,7 @@ from stampede.load import RECORD_FIELDS
 from stampede.metrics import RunShape, summarize
 from stampede.runner import RunResult, split_params
 from stampede.sim.keymodel import CODES, KeyTrace, decision_strategy, model_of, simulate_key
-from stampede.sim.timing import MEASURED, Timing
+from stampede.sim.timing import MEASURED, Array, Timing
 
 __all__ = ["BACKEND", "KeyRun", "arrivals", "poisson_key", "simulate", "titled"]
 
@@ -45,7 +45,7 @@ def titled(title: str, *results: RunResult) -> str:
     return title + SIM_MARK if simulated and not title.endswith(SIM_MARK) else title
 
 
-def arrivals(load: LoadConfig, pods: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def arrivals(load: LoadConfig, pods: int) -> tuple[Array, Array, Array]:
     """Send times (s), items and pods of the load generator's open-loop traffic."""
     rng = np.random.default_rng(load.seed)
     expected = load.rate * load.duration_s
@@ -101,7 +101,7 @@ def simulate(
     bounds = np.flatnonzero(np.r_[True, items[order][1:] != items[order][:-1], True])
     outcome = np.zeros(len(t), np.int8)
     latency = np.zeros(len(t))
-    reads: list[np.ndarray] = []
+    reads: list[Array] = []
     trips = messages = attempts = 0
     for lo, hi in itertools.pairwise(bounds):
         idx = order[lo:hi]
@@ -139,12 +139,12 @@ def simulate(
 def _result(
     config: StrategyConfig,
     params: dict[str, Any],
-    t: np.ndarray,
-    items: np.ndarray,
-    pods: np.ndarray,
-    outcome: np.ndarray,
-    latency: np.ndarray,
-    reads: list[np.ndarray],
+    t: Array,
+    items: Array,
+    pods: Array,
+    outcome: Array,
+    latency: Array,
+    reads: list[Array],
     load: LoadConfig,
     counts: dict[str, int],
 ) -> RunResult:
@@ -199,11 +199,11 @@ class KeyRun:
     """One key under Poisson traffic for a number of expiries (the closed forms' experiment)."""
 
     trace: KeyTrace
-    times: np.ndarray
+    times: Array
     config: StrategyConfig
 
     @property
-    def per_expiry(self) -> np.ndarray:
+    def per_expiry(self) -> Array:
         """Origin reads per refresh episode, the cold start left out."""
         return np.asarray(self.trace.episodes[1:], float)
 

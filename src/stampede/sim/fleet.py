@@ -37,7 +37,7 @@ from stampede.cache import jittered_ttl
 from stampede.config import StrategyConfig, validated
 from stampede.errors import ConfigError
 from stampede.registry import strategy_class
-from stampede.sim.timing import MEASURED, Timing
+from stampede.sim.timing import MEASURED, Array, Timing
 
 __all__ = ["FLEET_STRATEGIES", "FleetResult", "fleet", "zipf_rates"]
 
@@ -51,9 +51,9 @@ class FleetResult:
     params: dict[str, Any]
     requests: int
     origin_reads: int
-    reads_per_s: np.ndarray = field(repr=False)  # origin reads started in each 1-s bucket
+    reads_per_s: Array = field(repr=False)  # origin reads started in each 1-s bucket
     redis_commands: int
-    shard_commands_per_s: np.ndarray = field(repr=False)
+    shard_commands_per_s: Array = field(repr=False)
     pubsub_deliveries: int
     waiters: int  # requests that waited for another's refresh (single_flight)
     stale: int  # requests answered stale (swr)
@@ -97,7 +97,7 @@ class FleetResult:
         }
 
 
-def zipf_rates(rate: float, keys: int, alpha: float) -> np.ndarray:
+def zipf_rates(rate: float, keys: int, alpha: float) -> Array:
     """Per-key request rates: ``rate`` split as k^-alpha over keys 1..keys (alpha 0: uniform)."""
     weights = np.arange(1, keys + 1, dtype=float) ** -alpha
     return rate * weights / weights.sum()
@@ -198,19 +198,19 @@ class _Engine:
         self.rtt = timing.redis_rtt_s
         self.injected = cfg.origin_latency_ms / 1000
 
-    def ttl(self, n: int) -> np.ndarray:
+    def ttl(self, n: int) -> Array:
         """The TTLs of ``n`` writes: the package's ``jittered_ttl``, once per write."""
         base, spread = self.cfg.ttl_s, self.jitter
         if spread <= 0:
             return np.full(n, base)
         return np.fromiter((jittered_ttl(base, spread, self.pyrng) for _ in range(n)), float, n)
 
-    def count_reads(self, starts: np.ndarray) -> None:
+    def count_reads(self, starts: Array) -> None:
         inside = starts[(starts >= 0) & (starts < self.duration)]
         self.per_s += np.bincount(inside.astype(np.int64), minlength=len(self.per_s))
         self.reads += len(inside)
 
-    def busy(self, idx: np.ndarray, requests: np.ndarray, trips: np.ndarray) -> None:
+    def busy(self, idx: Array, requests: Array, trips: Array) -> None:
         """``requests`` of keys ``idx`` took ``trips`` round trips on their busy path."""
         self.requests += int(requests.sum())
         self.trips += int(trips.sum())
@@ -218,7 +218,7 @@ class _Engine:
             self.shard[idx], weights=trips, minlength=len(self.shard_cmds)
         )
 
-    def deliver(self, idx: np.ndarray) -> None:
+    def deliver(self, idx: Array) -> None:
         """One ready message per refresh, delivered to every pod (costed as one command)."""
         self.deliveries += self.pods * idx.size
         weights = np.full(idx.size, float(self.pods))
@@ -226,14 +226,14 @@ class _Engine:
             self.shard[idx], weights=weights, minlength=len(self.shard_cmds)
         )
 
-    def fresh(self, idx: np.ndarray, start: np.ndarray, end: np.ndarray, lam: np.ndarray) -> None:
+    def fresh(self, idx: Array, start: Array, end: Array, lam: Array) -> None:
         """The hits of keys ``idx`` while their value is fresh: one GET each."""
         span = np.clip(np.minimum(end, self.duration) - start, 0, None)
         hits = self.rng.poisson(lam[idx] * span)
         self.hits += int(hits.sum())
         self.busy(idx, hits, hits)
 
-    def run(self, lam: np.ndarray, warm: bool) -> int:
+    def run(self, lam: Array, warm: bool) -> int:
         n, tm = self.keys, self.tm
         boundary = np.zeros(n)  # the value's soft expiry, or when the cache emptied
         has_value = np.zeros(n, bool)
@@ -269,9 +269,7 @@ class _Engine:
             has_value[idx] = True
         return steps
 
-    def herd(
-        self, idx: np.ndarray, a: np.ndarray, delta: np.ndarray, lam: np.ndarray, per_pod: bool
-    ) -> np.ndarray:
+    def herd(self, idx: Array, a: Array, delta: Array, lam: Array, per_pod: bool) -> Array:
         rtt = self.rtt
         pre = (2 + self.neg if per_pod else 1 + self.neg) * rtt
         window = pre + delta + rtt  # arrivals before the first write miss too
@@ -309,9 +307,7 @@ class _Engine:
         self.fresh(idx, a + window, new, lam)
         return new
 
-    def flight(
-        self, idx: np.ndarray, a: np.ndarray, delta: np.ndarray, lam: np.ndarray
-    ) -> np.ndarray:
+    def flight(self, idx: Array, a: Array, delta: Array, lam: Array) -> Array:
         rtt, cfg = self.rtt, self.cfg
         visible = 3 * rtt + delta  # after a: GET, claim, read, fill
         wait_window = visible - rtt  # a claim before the fill waits
@@ -334,9 +330,7 @@ class _Engine:
         self.fresh(idx, a + wait_window, new, lam)
         return new
 
-    def swr_refresh(
-        self, idx: np.ndarray, a: np.ndarray, delta: np.ndarray, lam: np.ndarray
-    ) -> np.ndarray:
+    def swr_refresh(self, idx: Array, a: Array, delta: Array, lam: Array) -> Array:
         rtt = self.rtt
         visible = 4 * rtt + delta  # GET, SET NX, GET, read, fill
         m = self.rng.poisson(lam[idx] * visible)  # answered stale meanwhile
@@ -350,7 +344,7 @@ class _Engine:
         self.fresh(idx, a + visible, new, lam)
         return new
 
-    def track_hot(self, idx: np.ndarray, reads: np.ndarray) -> None:
+    def track_hot(self, idx: Array, reads: Array) -> None:
         if idx.size and idx[0] == 0:
             self.hot.append(int(reads[0]))
 

@@ -40,7 +40,7 @@ from stampede.config import StrategyConfig
 from stampede.envelope import Entry
 from stampede.outcomes import Outcome
 from stampede.registry import strategy_class
-from stampede.sim.timing import Timing
+from stampede.sim.timing import Array, Timing
 from stampede.strategies.base import Deps, Strategy
 from stampede.strategies.early import EarlyRefresh
 
@@ -124,9 +124,9 @@ def decision_strategy(config: StrategyConfig, rng: random.Random) -> Strategy:
 class KeyTrace:
     """What one key's requests got, and what its strategy did to the origin and Redis."""
 
-    outcome: np.ndarray  # int8 codes into CODES, one per request
-    latency_s: np.ndarray  # client-side latency, s
-    chunks: list[np.ndarray] = field(default_factory=list, repr=False)
+    outcome: Array  # int8 codes into CODES, one per request
+    latency_s: Array  # client-side latency, s
+    chunks: list[Array] = field(default_factory=list, repr=False)
     episodes: list[int] = field(default_factory=list)  # origin reads per refresh episode
     episode_starts: list[float] = field(default_factory=list)
     trips: int = 0  # Redis round trips of the pods' client
@@ -135,7 +135,7 @@ class KeyTrace:
     head_starts: list[float] = field(default_factory=list)  # soft expiry - first early refresh
 
     @property
-    def reads(self) -> np.ndarray:
+    def reads(self) -> Array:
         """Origin reads, one row each: start, end, pod (s; pod as a float)."""
         return np.concatenate(self.chunks) if self.chunks else np.empty((0, 3))
 
@@ -189,9 +189,7 @@ class _Walk:
     def read(self, tr: KeyTrace, start: float, end: float, pod: int, visible: float) -> None:
         self.reads(tr, np.array([start]), np.array([end]), np.array([pod]), visible)
 
-    def reads(
-        self, tr: KeyTrace, start: np.ndarray, end: np.ndarray, pod: np.ndarray, visible: float
-    ) -> None:
+    def reads(self, tr: KeyTrace, start: Array, end: Array, pod: Array, visible: float) -> None:
         """Reads that all begin before the first of them is written: one refresh episode.
 
         An episode is every read of the key that starts before the first of its writes lands:
@@ -206,7 +204,7 @@ class _Walk:
         tr.episodes[-1] += len(start)
 
     # ---- the walk ------------------------------------------------------------------------
-    def run(self, t: np.ndarray, pod: np.ndarray) -> KeyTrace:
+    def run(self, t: Array, pod: Array) -> KeyTrace:
         n = len(t)
         tr = KeyTrace(np.zeros(n, np.int8), np.zeros(n))
         base, rtt = self.tm.base_s, self.rtt
@@ -288,12 +286,12 @@ class _Walk:
             tr.messages += self.pods
 
     # ---- the miss paths ------------------------------------------------------------------
-    def miss(self, tr: KeyTrace, t: np.ndarray, pod: np.ndarray, i: int) -> int:
+    def miss(self, tr: KeyTrace, t: Array, pod: Array, i: int) -> int:
         if self.m.miss == "flight":
             return self.flight(tr, t, pod, i)
         return self.herd(tr, t, pod, i, per_pod=self.m.miss == "local")
 
-    def herd(self, tr: KeyTrace, t: np.ndarray, pod: np.ndarray, i: int, per_pod: bool) -> int:
+    def herd(self, tr: KeyTrace, t: Array, pod: Array, i: int, per_pod: bool) -> int:
         """Naive (every request reads) or local_lock (the first request of each pod reads).
 
         The herd is every request that arrives before the first of its reads has written the
@@ -355,7 +353,7 @@ class _Walk:
         self.write(window_end, entry, written=float(visible[last]))
         return end_idx
 
-    def flight(self, tr: KeyTrace, t: np.ndarray, pod: np.ndarray, i: int) -> int:
+    def flight(self, tr: KeyTrace, t: Array, pod: Array, i: int) -> int:
         """Single-flight: one winner reads, everyone else until its fill waits (poll/notify)."""
         base, rtt, cfg = self.tm.base_s, self.rtt, self.config
         a = float(t[i])
@@ -398,7 +396,7 @@ class _Walk:
         return max(hi, i + 1)
 
 
-def _rank_within(pods: np.ndarray) -> np.ndarray:
+def _rank_within(pods: Array) -> Array:
     """Each element's position among the earlier elements with the same pod (0-based)."""
     order = np.argsort(pods, kind="stable")
     sorted_pods = pods[order]
@@ -412,8 +410,8 @@ def _rank_within(pods: np.ndarray) -> np.ndarray:
 
 def simulate_key(
     config: StrategyConfig,
-    times: np.ndarray,
-    pods: np.ndarray,
+    times: Array,
+    pods: Array,
     *,
     n_pods: int,
     timing: Timing,

@@ -15,14 +15,28 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 if TYPE_CHECKING:
     from stampede.runner import RunResult
 
-__all__ = ["MEASURED", "ZERO", "Timing", "calibrate", "save_timing", "stored_path", "stored_timing"]
+__all__ = [
+    "MEASURED",
+    "ZERO",
+    "Array",
+    "Timing",
+    "calibrate",
+    "save_timing",
+    "stored_path",
+    "stored_timing",
+]
+
+
+Array = NDArray[Any]
+"""Any numpy array: the simulator's arrays of times, counts and codes."""
 
 
 @dataclass(frozen=True)
@@ -42,7 +56,7 @@ class Timing:
     pod_wake_s: float = 0.0  # a pod answers the waiters one refresh woke one after another
     origin_extra_s: float = 0.0
 
-    def origin_latency(self, injected_s: float, rng: np.random.Generator, size: int) -> np.ndarray:
+    def origin_latency(self, injected_s: float, rng: np.random.Generator, size: int) -> Array:
         """``size`` origin read durations for an injected latency, s."""
         if self.origin_extra_s <= 0:
             return np.full(size, injected_s)
