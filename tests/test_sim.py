@@ -158,7 +158,7 @@ def test_ttl_comes_from_jittered_ttl(monkeypatch: pytest.MonkeyPatch) -> None:
 
     monkeypatch.setattr("stampede.sim.keymodel.jittered_ttl", spy)
     run = sim.poisson_key(
-        "jitter", rate=100, expiries=20, timing=sim.ZERO, ttl_s=1.0, origin_latency_ms=100
+        "jitter", rate=100, expiries=3, timing=sim.ZERO, ttl_s=1.0, origin_latency_ms=100
     )
     assert calls and set(calls) == {0.2}  # the jitter preset's own spread
     gaps = np.diff(run.trace.episode_starts)

@@ -41,9 +41,7 @@ def _measured_and_closed(
         ],
     )
     lines = base.mark_line(strokeDash=[5, 3]).encode(y=alt.Y("closed_form:Q", scale=scale))
-    chart: alt.LayerChart = alt.layer(lines, points, title=titled(title)).properties(
-        width=WIDTH, height=HEIGHT
-    )
+    chart = alt.LayerChart(layer=[lines, points], title=titled(title), width=WIDTH, height=HEIGHT)
     return chart
 
 

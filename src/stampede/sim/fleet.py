@@ -99,8 +99,9 @@ class FleetResult:
 
 def zipf_rates(rate: float, keys: int, alpha: float) -> Array:
     """Per-key request rates: ``rate`` split as k^-alpha over keys 1..keys (alpha 0: uniform)."""
-    weights = np.arange(1, keys + 1, dtype=float) ** -alpha
-    return rate * weights / weights.sum()
+    weights: Array = np.arange(1, keys + 1, dtype=float) ** -alpha
+    rates: Array = rate * weights / weights.sum()
+    return rates
 
 
 def fleet(

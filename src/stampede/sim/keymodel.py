@@ -351,7 +351,7 @@ class _Walk:
         end_read = float(cand[last] + pre + delta[last])
         entry = self.new_entry(end_read, float(delta[last]))
         self.write(window_end, entry, written=float(visible[last]))
-        return end_idx
+        return int(end_idx)
 
     def flight(self, tr: KeyTrace, t: Array, pod: Array, i: int) -> int:
         """Single-flight: one winner reads, everyone else until its fill waits (poll/notify)."""
