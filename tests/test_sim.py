@@ -7,6 +7,7 @@ overheads are zero (:data:`stampede.sim.ZERO`), so only the origin's latency tak
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -212,3 +213,15 @@ def test_bulk_warm_cliff_and_jitter() -> None:
     spread = stampede.run("naive", jitter=1.0, **common).summary["max_origin_per_s_steady"]
     assert cliff >= 80  # nearly all 100 keys re-read within the same second
     assert spread <= cliff / 2
+
+
+def test_the_command_line_runs_the_simulator(capsys: pytest.CaptureFixture[str]) -> None:
+    from stampede.cli import main
+
+    assert main(["run", "--backend", "sim", "--duration-s", "12", "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["backend"] == "sim" and summary["strategy"] == "naive"
+    args = ["sim", "fleet", "--pods", "10", "--rate", "1000", "--keys", "100", "--json"]
+    assert main([*args, "--duration-s", "10"]) == 0
+    fleet = json.loads(capsys.readouterr().out)
+    assert fleet["backend"] == "sim" and fleet["requests"] > 9000
