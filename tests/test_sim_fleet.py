@@ -63,16 +63,14 @@ def test_poll_and_notify_redis_cost_match_the_key_engine() -> None:
         assert run.pubsub_deliveries == (7 * refreshes if wait == "notify" else 0)
 
 
-def test_one_hot_shard_saturates_under_notify_fan_out() -> None:
-    # 1,000 pods each receive every ready message: a refresh costs 1,000 deliveries
-    poll = sim.fleet(
-        "single_flight", pods=1000, rate=100_000, keys=10_000, duration_s=20, wait="poll"
-    )
-    notify = sim.fleet(
-        "single_flight", pods=1000, rate=100_000, keys=10_000, duration_s=20, wait="notify"
-    )
+def test_notify_fan_out_multiplies_the_redis_load() -> None:
+    # 1,000 pods each receive every ready message: a refresh costs 1,000 deliveries, against
+    # polling's ~6 commands per waiter and ~2 waiters per refresh of a typical key here
+    common = dict(pods=1000, rate=100_000, keys=10_000, duration_s=20)
+    poll = sim.fleet("single_flight", wait="poll", **common)
+    notify = sim.fleet("single_flight", wait="notify", **common)
     assert notify.pubsub_deliveries == 1000 * notify.origin_reads
-    assert notify.redis_busiest_utilisation > 1 > poll.redis_busiest_utilisation
+    assert notify.redis_busiest_utilisation > 5 * poll.redis_busiest_utilisation
 
 
 def test_swr_serves_stale_and_reads_once_per_cycle() -> None:

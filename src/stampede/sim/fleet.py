@@ -317,7 +317,7 @@ class _Engine:
         self.waiters += int(m.sum())
         if cfg.wait == "notify":
             trips = 3 + 2 * m
-            self.deliver(idx)
+            self.deliver(idx[a + 2 * rtt < self.duration])  # the refreshes counted as reads
         else:
             rep = np.repeat(np.arange(idx.size), m)
             u = self.rng.random(rep.size) * wait_window[rep]
@@ -340,7 +340,7 @@ class _Engine:
         self.busy(idx, 1 + m, 4 + 2 * m)
         self.track_hot(idx, np.ones(idx.size, int))
         if self.cfg.wait == "notify":  # the refresh's fill announces too
-            self.deliver(idx)
+            self.deliver(idx[a + 3 * rtt < self.duration])
         new = a + visible + self.ttl(idx.size)
         self.fresh(idx, a + visible, new, lam)
         return new
