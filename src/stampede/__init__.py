@@ -30,17 +30,18 @@ from stampede.lab import Lab
 from stampede.registry import strategy_names
 
 if TYPE_CHECKING:
-    from stampede import charts
+    from stampede import charts, sim
     from stampede.runner import RunResult, compare, run
 
 _LAZY = {"charts": "stampede.charts", "RunResult": "stampede.runner", "compare": "stampede.runner",
-         "run": "stampede.runner"}  # fmt: skip
+         "run": "stampede.runner", "sim": "stampede.sim"}  # fmt: skip
+_MODULES = {"charts", "sim"}
 
 
 def __getattr__(name: str) -> Any:
     if name in _LAZY:
         module = importlib.import_module(_LAZY[name])
-        value = module if name == "charts" else getattr(module, name)
+        value = module if name in _MODULES else getattr(module, name)
         globals()[name] = value
         return value
     raise AttributeError(f"module 'stampede' has no attribute {name!r}")
@@ -69,6 +70,7 @@ __all__ = [
     "cold_burst",
     "compare",
     "run",
+    "sim",
     "strategy_names",
 ]
 

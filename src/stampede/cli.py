@@ -4,6 +4,8 @@
     stampede lab status [--json]                           is it up, where
     stampede lab down                                      stop exactly what ``lab up`` started
     stampede run --strategy NAME [params] [--json]         one run on a fresh lab
+    stampede run --backend sim ...                         the same run, simulated
+    stampede sim calibrate | sim show | sim fleet ...      the simulator's constants, fleet runs
     stampede strategies                                    the registered strategy names
 
 Every parameter of :mod:`stampede.config` is an option (``ttl_s`` is ``--ttl-s``); bad values
@@ -13,6 +15,7 @@ are rejected with one clear line before any process starts.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import sys
@@ -102,11 +105,53 @@ def _run(args: argparse.Namespace) -> int:
     if args.attach:
         state = load_state(paths.state_dir() / STATE_FILE)
         lab = Lab.attach(state["pods"], state["redis"]) if state else Lab.from_env()
-    result = run(lab=lab, fresh=args.fresh or None, progress=not args.json, **params)
+    result = run(
+        lab=lab, fresh=args.fresh or None, progress=not args.json, backend=args.backend, **params
+    )
     if args.json:
         print(json.dumps(_jsonable(result.to_json())))
     else:
         print(_table(result.to_json()))
+    return 0
+
+
+def _sim_calibrate(args: argparse.Namespace) -> int:
+    from stampede.sim.calibrate import measure
+
+    timing, path = measure(duration_s=args.duration_s)
+    print(f"stored in {path}")
+    print(_lines(dataclasses.asdict(timing)))
+    return 0
+
+
+def _sim_show(args: argparse.Namespace) -> int:
+    from stampede.sim.timing import MEASURED, stored_path, stored_timing
+
+    stored = stored_timing()
+    print(f"built in (stampede.sim.MEASURED): {dataclasses.asdict(MEASURED)}")
+    where = stored_path()
+    print(f"stored ({where}): {dataclasses.asdict(stored) if stored else 'none: sim calibrate'}")
+    return 0
+
+
+def _sim_fleet(args: argparse.Namespace) -> int:
+    from stampede.sim.fleet import fleet
+
+    config = _picked(args, StrategyConfig)
+    result = fleet(
+        pods=args.pods,
+        rate=args.rate,
+        keys=args.keys,
+        alpha=args.alpha,
+        duration_s=args.duration_s,
+        shards=args.shards,
+        **config,
+    )
+    summary = result.summary() | {
+        "requests_per_wall_s": round(result.requests_per_wall_s),
+        "peak_rss_mib": round(result.peak_rss_mib),
+    }
+    print(json.dumps(_jsonable(summary)) if args.json else _lines(summary))
     return 0
 
 
@@ -139,7 +184,34 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--json", action="store_true", help="print the summary as one JSON object")
     run.add_argument("--fresh", action="store_true", help="ignore the cache of earlier runs")
     run.add_argument("--attach", action="store_true", help="use the lab `lab up` started")
+    run.add_argument(
+        "--backend",
+        choices=("lab", "sim"),
+        default="lab",
+        help="lab: a live run; sim: the simulator (stampede.sim), same summary",
+    )
     run.set_defaults(func=_run)
+
+    sim = sub.add_parser("sim", help="the simulator: its constants, fleet-scale runs")
+    sim_sub = sim.add_subparsers(required=True, metavar="ACTION")
+    cal = sim_sub.add_parser("calibrate", help="measure this machine's constants (a live run)")
+    cal.add_argument("--duration-s", type=float, default=20.0, help="the naive run's length, s")
+    cal.set_defaults(func=_sim_calibrate)
+    show = sim_sub.add_parser("show", help="the built-in and the stored constants")
+    show.set_defaults(func=_sim_show)
+    fl = sim_sub.add_parser("fleet", help="a fleet-scale simulation; prints its counts")
+    _add_model_options(fl, StrategyConfig)
+    for flag, kind, default in (
+        ("--pods", int, 1000),
+        ("--rate", float, 1e6),
+        ("--keys", int, 1_000_000),
+        ("--alpha", float, 1.0),
+        ("--duration-s", float, 60.0),
+        ("--shards", int, 1),
+    ):
+        fl.add_argument(flag, type=kind, default=default, help=f"default {default:g}")
+    fl.add_argument("--json", action="store_true")
+    fl.set_defaults(func=_sim_fleet)
 
     names = sub.add_parser("strategies", help="list the strategy names")
     names.set_defaults(func=_strategies)

@@ -125,6 +125,7 @@ def run(
     lab: Lab | None = None,
     fresh: bool | None = None,
     progress: bool = True,
+    backend: str = "lab",
     **params: Any,
 ) -> RunResult:
     """Run ``strategy`` under the load described by ``params`` and measure it.
@@ -138,7 +139,18 @@ def run(
     other code than this process are refused before anything is sent (:class:`CodeMismatch`).
     ``summary["unexpected"]`` counts the run's ``fail_open`` answers, errors and Redis errors,
     and is ``marked`` when the run injected no fault but saw some.
+    ``backend="sim"`` returns the simulator's :class:`RunResult` for the same parameters
+    (:func:`stampede.sim.simulate`).
     """
+    if backend != "lab":
+        if backend != "sim" or lab is not None:
+            raise ConfigError(
+                f"backend {backend!r} (lab given: {lab is not None}); valid: "
+                "'lab', or 'sim' without a lab"
+            )
+        from stampede.sim import simulate
+
+        return simulate(strategy, **params)
     config, load, lab_config = split_params({"strategy": strategy, **params})
     check_schedule(lab_config.faults, load.duration_s)
     all_params = {**config.model_dump(), **load.model_dump(), **lab_config.model_dump()}

@@ -19,7 +19,7 @@ import hashlib
 from functools import lru_cache
 from pathlib import Path
 
-__all__ = ["PACKAGE", "PRESENTATION", "code_version", "source_hash"]
+__all__ = ["NOT_MEASURED", "PACKAGE", "PRESENTATION", "code_version", "source_hash"]
 
 PACKAGE = Path(__file__).parent
 
@@ -29,6 +29,9 @@ PACKAGE = Path(__file__).parent
 # `__init__` re-exports names for notebooks (tests/test_exported_members.py keeps it to that).
 # Everything else is in: a module missing here makes extra runs, never a stale one.
 PRESENTATION = ("__init__.py", "__main__.py", "charts.py", "cli.py")
+# The simulator (`stampede.sim`) never runs in a lab measurement: its runs are not cached and
+# the pods never import it, so an edit to it keeps every stored lab run.
+NOT_MEASURED = ("sim/",)
 
 
 def source_hash(root: Path) -> str:
@@ -36,7 +39,7 @@ def source_hash(root: Path) -> str:
     digest = hashlib.sha256()
     for path in sorted(root.rglob("*.py")):
         relative = path.relative_to(root).as_posix()
-        if relative in PRESENTATION:
+        if relative in PRESENTATION or relative.startswith(NOT_MEASURED):
             continue
         digest.update(relative.encode() + b"\0")
         digest.update(path.read_bytes())

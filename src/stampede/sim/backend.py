@@ -1,0 +1,261 @@
+"""A lab run, simulated: the same parameters in, the same :class:`RunResult` out.
+
+``stampede.run("naive", backend="sim")`` lands here. The traffic is the load generator's
+(open-loop Poisson at ``rate``; ``hot_share`` on the hot item, the rest uniform; bulk warm
+requests every warmed item once at t = 0), spread over the pods round robin in send order.
+Each key is walked by :func:`~stampede.sim.keymodel.simulate_key`; the records and the origin
+log are then the lab's own frames, so :func:`stampede.metrics.summarize`, ``compare`` and the
+charts read them unchanged. ``summary["backend"]`` is ``"sim"``.
+
+:func:`poisson_key` is the single-key experiment behind the closed-form tests and chapter 9's
+sweeps: one key at rate λ, walked for a given number of expiries.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import random
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from stampede.config import LoadConfig, StrategyConfig, check_schedule, validated
+from stampede.errors import ConfigError
+from stampede.load import RECORD_FIELDS
+from stampede.metrics import RunShape, summarize
+from stampede.runner import RunResult, split_params
+from stampede.sim.keymodel import CODES, KeyTrace, decision_strategy, model_of, simulate_key
+from stampede.sim.timing import MEASURED, Array, Timing
+
+__all__ = ["BACKEND", "KeyRun", "arrivals", "poisson_key", "simulate", "titled"]
+
+BACKEND = "sim"
+SIM_MARK = " (simulated)"
+
+
+def titled(title: str, *results: RunResult) -> str:
+    """``title``, marked ``(simulated)`` when any of ``results`` came from the simulator.
+
+    Every chart and table of a simulation says so: chapter 9 passes its titles through this.
+    """
+    simulated = not results or any(r.summary.get("backend") == BACKEND for r in results)
+    return title + SIM_MARK if simulated and not title.endswith(SIM_MARK) else title
+
+
+def arrivals(load: LoadConfig, pods: int) -> tuple[Array, Array, Array]:
+    """Send times (s), items and pods of the load generator's open-loop traffic."""
+    rng = np.random.default_rng(load.seed)
+    expected = load.rate * load.duration_s
+    gaps = rng.exponential(1 / load.rate, int(expected + 10 * math.sqrt(expected) + 100))
+    t = np.cumsum(gaps)
+    t = t[t < load.duration_s]
+    if load.scenario == "bulk_warm":
+        items = rng.integers(1, load.warm_items + 1, len(t))
+        t = np.r_[np.zeros(load.warm_items), t]
+        items = np.r_[np.arange(1, load.warm_items + 1), items]
+    else:
+        others = np.array([i for i in range(1, load.items + 1) if i != load.hot_item])
+        hot = rng.random(len(t)) < load.hot_share if len(others) else np.ones(len(t), bool)
+        picked = others[rng.integers(0, max(1, len(others)), len(t))] if len(others) else 0
+        items = np.where(hot, load.hot_item, picked)
+    return t, items.astype(np.int64), np.arange(len(t)) % pods
+
+
+def simulate(
+    strategy: str = "naive",
+    *,
+    timing: Timing | None = None,
+    early_lock: bool = True,
+    **params: Any,
+) -> RunResult:
+    """Simulate the lab run ``stampede.run(strategy, **params)`` would measure.
+
+    Refused (:class:`ConfigError`): closed-loop pacing, faults, ids the origin lacks, and the
+    peer libraries (:data:`~stampede.sim.keymodel.LAB_ONLY`).
+    """
+    config, load, lab = split_params({"strategy": strategy, **params})
+    check_schedule(lab.faults, load.duration_s)
+    model_of(config.strategy)
+    if load.pacing == "closed":
+        raise ConfigError(
+            "pacing 'closed' is not simulated (closed loops need latency "
+            "feedback across keys); valid: 'open'"
+        )
+    if lab.faults:
+        raise ConfigError(f"faults are not simulated (got {len(lab.faults)}); run them in the lab")
+    top = load.warm_items if load.scenario == "bulk_warm" else load.items
+    if top > lab.origin_items:
+        raise ConfigError(
+            f"ids above origin_items ({lab.origin_items}) are not simulated (got items up to {top})"
+        )
+    timing = timing or MEASURED
+    all_params = {**config.model_dump(), **load.model_dump(), **lab.model_dump()}
+    t, items, pods = arrivals(load, lab.pods)
+    rng = random.Random(load.seed)
+    nprng = np.random.default_rng(load.seed + 1)
+    strat = decision_strategy(config, rng)
+    order = np.argsort(items, kind="stable")
+    bounds = np.flatnonzero(np.r_[True, items[order][1:] != items[order][:-1], True])
+    outcome = np.zeros(len(t), np.int8)
+    latency = np.zeros(len(t))
+    reads: list[Array] = []
+    trips = messages = attempts = 0
+    for lo, hi in itertools.pairwise(bounds):
+        idx = order[lo:hi]
+        item = int(items[idx[0]])
+        trace = simulate_key(
+            config,
+            t[idx],
+            pods[idx],
+            n_pods=lab.pods,
+            timing=timing,
+            rng=rng,
+            nprng=nprng,
+            early_lock=early_lock,
+            strategy=strat,
+        )
+        outcome[idx], latency[idx] = trace.outcome, trace.latency_s
+        rows = trace.reads
+        reads.append(np.column_stack([rows[:, :2], np.full(len(rows), item), rows[:, 2]]))
+        trips, messages = trips + trace.trips, messages + trace.messages
+        attempts += trace.early_attempts
+    return _result(
+        config,
+        all_params,
+        t,
+        items,
+        pods,
+        outcome,
+        latency,
+        reads,
+        load,
+        {"trips": trips, "messages": messages, "early_attempts": attempts},
+    )
+
+
+def _result(
+    config: StrategyConfig,
+    params: dict[str, Any],
+    t: Array,
+    items: Array,
+    pods: Array,
+    outcome: Array,
+    latency: Array,
+    reads: list[Array],
+    load: LoadConfig,
+    counts: dict[str, int],
+) -> RunResult:
+    names = np.array([str(c) for c in CODES], dtype=object)
+    error = outcome == CODES.index("error")
+    records = pd.DataFrame(
+        {
+            "client": np.arange(len(t)) % load.clients,
+            "item": items,
+            "pod": pods,
+            "t_sched": t,
+            "t_send": t,
+            "latency_ms": latency * 1000,
+            "status": np.where(error, 503, 200),
+            "outcome": names[outcome],
+            "error": "",
+            "attempt": 0,
+            "server_ms": math.nan,
+        }
+    )[RECORD_FIELDS]
+    records["t"] = records["t_send"]
+    rows = np.concatenate(reads) if reads else np.empty((0, 4))
+    frame = pd.DataFrame(rows, columns=["start", "end", "item", "pod"])
+    frame = frame.assign(ok=True)[["start", "end", "item", "ok", "pod"]]
+    frame = frame.astype({"start": float, "end": float, "item": int, "ok": bool, "pod": int})
+    frame["t"] = frame["start"]
+    frame = frame.sort_values("start", ignore_index=True)
+    summary = summarize(records, frame, RunShape.of(params), sent=len(records))
+    summary["redis_commands"] = counts["trips"]
+    summary["redis_commands_per_request"] = counts["trips"] / max(1, len(records))
+    summary["redis_round_trips_per_request"] = counts["trips"] / max(1, len(records))
+    summary["machine"] = {
+        "machine_bound": False,
+        "reasons": [],
+        "advice": "",
+        "send_lag_p99_ms": 0.0,
+        "busy_share": math.nan,
+        "cpus": 0,
+    }
+    summary["backend"] = BACKEND
+    summary["sim"] = {"pubsub_deliveries": counts["messages"]}
+    counters = {
+        "origin_calls": len(frame),
+        "early_attempts": counts["early_attempts"],
+        "redis_round_trips": counts["trips"],
+    }
+    return RunResult(config.strategy, params, records, frame, summary, counters, {})
+
+
+@dataclass
+class KeyRun:
+    """One key under Poisson traffic for a number of expiries (the closed forms' experiment)."""
+
+    trace: KeyTrace
+    times: Array
+    config: StrategyConfig
+
+    @property
+    def per_expiry(self) -> Array:
+        """Origin reads per refresh episode, the cold start left out."""
+        return np.asarray(self.trace.episodes[1:], float)
+
+    def outcomes(self) -> dict[str, int]:
+        counts = np.bincount(self.trace.outcome, minlength=len(CODES))
+        return {str(c): int(n) for c, n in zip(CODES, counts, strict=True)}
+
+
+def poisson_key(
+    strategy: str,
+    *,
+    rate: float,
+    expiries: int,
+    pods: int = 3,
+    timing: Timing | None = None,
+    seed: int = 0,
+    early_lock: bool = True,
+    **config: Any,
+) -> KeyRun:
+    """One key at ``rate`` req/s (Poisson) over ``pods`` round robin, for ``expiries`` cycles.
+
+    ``config`` is :class:`~stampede.config.StrategyConfig`'s fields (``ttl_s``,
+    ``origin_latency_ms``, ``beta``, ``wait``, ...); ``rate`` is not capped by the lab's
+    limits. At least ``expiries`` refresh episodes follow the cold start (checked).
+    """
+    if rate <= 0 or expiries < 1 or pods < 1:
+        raise ConfigError(
+            f"need rate > 0, expiries >= 1, pods >= 1 (got {rate}, {expiries}, {pods})"
+        )
+    cfg = validated(StrategyConfig, strategy=strategy, **config)
+    timing = timing or MEASURED
+    # a cycle: the TTL, the gap to the next request, the herd's reads (the last one's write
+    # sets the next expiry): at most TTL x (1 + jitter) + 2 reads + the gap, with margin
+    cycle = cfg.ttl_s * (1 + (cfg.jitter or 0)) + 2 * cfg.origin_latency_ms / 1000 + 1 / rate
+    duration = (expiries + 3) * cycle * 1.2 + 1
+    nprng = np.random.default_rng(seed)
+    n = int(rate * duration + 10 * math.sqrt(rate * duration) + 10)
+    t = np.cumsum(nprng.exponential(1 / rate, n))
+    t = t[t < duration]
+    rng = random.Random(seed)
+    trace = simulate_key(
+        cfg,
+        t,
+        np.arange(len(t)) % pods,
+        n_pods=pods,
+        timing=timing,
+        rng=rng,
+        nprng=nprng,
+        early_lock=early_lock,
+    )
+    run = KeyRun(trace, t, cfg)
+    if len(run.per_expiry) < expiries:
+        raise AssertionError(f"{len(run.per_expiry)} expiries simulated, {expiries} asked")
+    run.trace.episodes = run.trace.episodes[: expiries + 1]
+    return run
