@@ -37,7 +37,13 @@ def test_a_claim_that_holds_says_nothing() -> None:
 
 def test_a_failed_claim_names_claim_measured_and_threshold() -> None:
     with pytest.raises(AssertionError) as failed:
-        checks.at_least(20, 36.6, "naive reads the hot key half of 1 + lambda L", FakeRun("naive", quiet()), unit="reads")
+        checks.at_least(
+            20,
+            36.6,
+            "naive reads the hot key half of 1 + lambda L",
+            FakeRun("naive", quiet()),
+            unit="reads",
+        )
     message = str(failed.value)
     assert "claim: naive reads the hot key half of 1 + lambda L" in message
     assert "measured: 20 reads" in message
@@ -48,7 +54,9 @@ def test_a_failed_claim_names_claim_measured_and_threshold() -> None:
 def test_a_machine_bound_run_fails_and_says_why_and_what_to_do() -> None:
     run = FakeRun("swr", busy())
     with pytest.raises(AssertionError) as failed:
-        checks.at_most(142.0, 25.0, "SWR's steady hot-key p99", FakeRun("naive", quiet()), run, unit="ms")
+        checks.at_most(
+            142.0, 25.0, "SWR's steady hot-key p99", FakeRun("naive", quiet()), run, unit="ms"
+        )
     message = str(failed.value)
     assert "measured: 142 ms" in message and "threshold: <= 25 ms" in message
     assert "swr measured the machine, not the lab" in message

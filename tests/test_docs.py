@@ -47,7 +47,6 @@ def test_nothing_points_to_a_design_file_that_is_not_in_the_repository() -> None
 
 def test_the_glossary_is_current_and_names_every_metric_and_outcome() -> None:
     import tools.glossary as glossary
-
     from stampede.outcomes import Outcome
 
     text = (ROOT / "book" / "glossary.md").read_text(encoding="utf-8")

@@ -44,9 +44,9 @@ __all__ = [
     "local_lock_reads_per_window",
     "naive_hit_rate_floor",
     "naive_reads_over_bound",
+    "naive_reads_per_window",
     "per_process_lock_reads_per_window",
     "periodic_reads_per_window",
-    "naive_reads_per_window",
     "single_flight_hot_p99_ms",
     "xfetch_attempts_per_refresh",
     "xfetch_head_start_s",
@@ -189,7 +189,9 @@ def naive_hit_rate_floor(
     """
     _positive(ttl_s=ttl_s)
     window_s = ttl_s + origin_latency_ms / 1000
-    hot_misses_per_s = margin * naive_reads_per_window(rate, hot_share, origin_latency_ms) / window_s
+    hot_misses_per_s = (
+        margin * naive_reads_per_window(rate, hot_share, origin_latency_ms) / window_s
+    )
     return hot_share - hot_misses_per_s / rate
 
 
