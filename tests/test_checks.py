@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from stampede import checks
+import stampede.checks as checks
 from stampede.machine import ADVICE, verdict
 
 

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from stampede import theory
+import stampede.theory as theory
 from stampede.errors import ConfigError
 
 
