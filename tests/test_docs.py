@@ -43,3 +43,57 @@ def test_nothing_points_to_a_design_file_that_is_not_in_the_repository() -> None
         and name != "tests/test_docs.py"
     ]
     assert not (ROOT / "DESIGN.md").exists() and not offenders, offenders
+
+
+def test_the_glossary_is_current_and_names_every_metric_and_outcome() -> None:
+    import tools.glossary as glossary
+    from stampede.outcomes import Outcome
+
+    text = (ROOT / "book" / "glossary.md").read_text(encoding="utf-8")
+    assert glossary.render(text) == text, "run .venv/bin/python tools/glossary.py"
+    terms = {line for line in text.splitlines() if line and not line.startswith((" ", "#"))}
+    missing = [name for name in [*METRICS, *(o.value for o in Outcome)] if name not in terms]
+    assert not missing, missing
+
+
+# The chapters written as a course (objectives, timings, exercises, checks through
+# stampede.checks); a new chapter joins the list once it has them.
+COURSE = [f"{n:02d}_" for n in range(1, 9)]
+
+
+def course_chapters() -> list[Path]:
+    chapters = sorted((ROOT / "chapters").glob("[0-9]*.ipynb"))
+    return [p for p in chapters if p.name[:3] in COURSE]
+
+
+def test_every_chapter_check_goes_through_stampede_checks() -> None:
+    """A chapter's claims are checked by ``stampede.checks`` (message: claim, figure, threshold)."""
+    import json
+
+    assert len(course_chapters()) == len(COURSE)
+    for path in course_chapters():
+        cells = json.loads(path.read_text(encoding="utf-8"))["cells"]
+        code = ["".join(c["source"]) for c in cells if c["cell_type"] == "code"]
+        bare = [
+            line.strip()
+            for source in code
+            for line in source.splitlines()
+            if line.strip().startswith("assert ") and "duration_s" not in line
+        ]
+        assert not bare, f"{path.name}: bare asserts, use stampede.checks: {bare}"
+        assert any("checks." in source for source in code), f"{path.name} checks nothing"
+
+
+def test_every_chapter_has_objectives_timing_and_three_exercises() -> None:
+    import json
+
+    for path in course_chapters():
+        cells = json.loads(path.read_text(encoding="utf-8"))["cells"]
+        text = "".join("".join(c["source"]) for c in cells if c["cell_type"] == "markdown")
+        assert "**Learning objectives.**" in text and "**Time.**" in text, path.name
+        assert text.count("{exercise}") >= 3, f"{path.name}: fewer than three exercises"
+        assert text.count("{solution-start}") == text.count("{exercise}"), path.name
+        params = next(c for c in cells if "parameters" in c["metadata"].get("tags", []))
+        source = "".join(params["source"])
+        for name in ("pods", "origin_latency_ms"):
+            assert f"\n{name} = " in source, f"{path.name}: {name} not in the parameters cell"

@@ -392,3 +392,30 @@ def test_a_clean_run_is_not_marked_and_a_redis_error_alone_marks_one() -> None:
     }  # fmt: skip
     assert unexpected(clean, {"redis_errors:ResponseError": 1}, injected=False)["marked"]
     assert METRICS["unexpected"].source == "runner" and METRICS["unexpected"].compute is None
+def test_labelled_names_columns_by_label_and_unit() -> None:
+    from stampede.metrics import labelled, with_unit
+
+    table = pd.DataFrame(
+        {"max_origin_per_s_steady": [17], "lower_bound": [592], "hit_rate": [0.97], "x_y": [1]}
+    )
+    assert list(labelled(table).columns) == [
+        "max origin reads/s (steady)",  # the label says its unit already
+        "lower bound (reads)",
+        "hit rate (share)",
+        "x y",  # not a metric: spaces for underscores
+    ]
+    assert with_unit("hot_latency_steady_p99_ms") == "hot-key p99 ms (steady)"
+    assert labelled(table)["lower bound (reads)"].tolist() == [592]
+
+
+def test_hot_waited_steady_counts_hot_requests_answered_by_a_read_after_the_first_ttl() -> None:
+    rows = [
+        {"t": 1.0, "outcome": "miss"},  # the cold start: not steady
+        {"t": 5.0, "outcome": "wait_hit"},
+        {"t": 6.0, "outcome": "miss"},
+        {"t": 7.0, "outcome": "fail_open"},
+        {"t": 8.0, "outcome": "stale"},  # served at once
+        {"t": 9.0, "outcome": "early_refresh"},
+        {"t": 9.5, "outcome": "wait_hit", "item": 2},  # not the hot key
+    ]
+    assert summarize(records(rows), reads([]), SHAPE)["hot_waited_steady"] == 3

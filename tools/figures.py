@@ -39,7 +39,17 @@ from tqdm.auto import tqdm
 ROOT = Path(__file__).resolve().parent.parent
 SITE = ROOT / "book" / "_build" / "site"
 FIGURES = ROOT / "book" / "figures"
-BOOK_FILES = ("_config.yml", "_toc.yml", "intro.md", "instructors.md", "appendix.md")
+BOOK_FILES = (
+    "_config.yml",
+    "_toc.yml",
+    "intro.md",
+    "closing.md",
+    "glossary.md",
+    "references.md",
+    "references.bib",
+    "instructors.md",
+    "appendix.md",
+)
 VEGA_MIME = "application/vnd.vega.v5+json"
 KERNEL = "python3"
 

@@ -71,6 +71,7 @@ __all__ = [
     "hot_reads_per_window",
     "hot_windows",
     "label",
+    "labelled",
     "lower_bound",
     "max_per_second",
     "mean_or_nan",
@@ -82,6 +83,7 @@ __all__ = [
     "summarize",
     "unexpected",
     "unknown_reads",
+    "with_unit",
 ]
 
 OUTCOMES = (
@@ -389,6 +391,9 @@ class Column:
     get: Callable[[Mapping[str, Any]], Any]
 
 
+_WAITED = frozenset({Outcome.MISS, Outcome.WAIT_HIT, Outcome.FAIL_OPEN})
+
+
 def _hot_steady(d: RunData) -> pd.DataFrame:
     return d.hot[d.hot["t"] >= d.shape.steady_from]
 
@@ -453,6 +458,10 @@ METRICS: dict[str, Metric] = {
                "share of requests served without this request reading the origin",
                lambda d: float(d.records["outcome"].isin(SERVED_WITHOUT_ORIGIN).mean()),
                "share", fmt=".1%"),
+        Metric("hot_waited_steady", "hot-key requests that waited (steady)", "requests",
+               "hot-key requests from ceil(TTL) on answered by an origin read, their own or "
+               "another's (miss, wait_hit, fail_open)",
+               lambda d: int(_hot_steady(d)["outcome"].isin(_WAITED).sum())),
         Metric("origin_reads_unknown", "origin reads of unknown ids", "reads",
                "origin reads of ids above origin_items", lambda d: unknown_reads(d.reads, d.shape)),
         Metric("negative_cache_windows", "negative-cache windows", "reads",
@@ -615,6 +624,26 @@ def label(name: str) -> str:
     if name in METRICS:
         return METRICS[name].label.format(pct="latency")
     return name.replace("_", " ")
+
+
+def with_unit(name: str) -> str:
+    """A column's label with its unit in brackets, unless the label already says it."""
+    column = COLUMNS.get(name)
+    if column is None:
+        return label(name)
+    unit = column.unit
+    if not unit or unit in column.label.split() or column.label.endswith(unit):
+        return column.label
+    return f"{column.label} ({unit})"
+
+
+def labelled(table: pd.DataFrame) -> pd.DataFrame:
+    """``table`` (from ``compare``) for readers: each metric column named by label and unit.
+
+    The values stay as they are; only the names change, so keep the raw ``table`` for charts
+    and code, and show this one.
+    """
+    return table.rename(columns=with_unit)
 
 
 def per_second(records: pd.DataFrame, reads: pd.DataFrame, shape: RunShape) -> pd.DataFrame:

@@ -1,0 +1,245 @@
+"""The closed forms the chapters hold their runs against, and the thresholds made from them.
+
+Every check in a chapter compares a measured figure with a threshold; the thresholds come from
+here, as pure functions of the run's parameters (rate, hot share, TTL, origin latency, pods,
+beta), so a check follows the parameters a reader changes and fails only when the lesson does.
+
+The models, all for one hot key under Poisson arrivals at ``lambda_hot = rate * hot_share``
+and an origin read of ``L`` seconds:
+
+- **naive**: at an expiry every request that arrives while the first re-read runs misses too,
+  so one window costs ``1 + lambda_hot * L`` reads (:func:`naive_reads_per_window`);
+- **a lock per pod**: each of ``pods`` pods lets its own first miss through; a pod reads when
+  at least one of its requests arrives during the read (:func:`local_lock_reads_per_window`),
+  never more than ``pods``;
+- **waiters** (single-flight): the hot requests that arrive during the one re-read wait for
+  it, a share ``L / (TTL + L)`` of them, so the hot-key p99 is about ``L * (1 - 0.01 / share)``
+  (:func:`single_flight_hot_p99_ms`);
+- **XFetch** (Vattani et al., VLDB 2015): a request ``x`` seconds before the expiry refreshes
+  with probability ``exp(-x / (delta * beta))``. The first refresh comes about
+  ``delta * beta * ln(lambda_hot * delta * beta)`` before the expiry (:func:`xfetch_head_start_s`,
+  the mode; the median is ``delta * beta * ln ln 2`` earlier still), and while it runs,
+  ``e^(1/beta) - 1`` more requests draw "refresh": ``e^(1/beta)`` in all
+  (:func:`xfetch_attempts_per_refresh`).
+
+What they leave out: the pods' own time (a read takes ``L`` plus a few milliseconds), the
+cold keys, and a machine too busy to keep the schedule (``summary['machine']``). The
+thresholds built on them keep a margin for the first two; the third is what
+:mod:`stampede.checks` reports.
+"""
+
+from __future__ import annotations
+
+import math
+
+from stampede.errors import ConfigError
+
+__all__ = [
+    "PERCENTILE",
+    "closed_loop_rate",
+    "closed_loop_reads_per_window",
+    "herd",
+    "hot_rate",
+    "jitter_peak_ratio",
+    "local_lock_reads_per_window",
+    "naive_hit_rate_floor",
+    "naive_reads_over_bound",
+    "naive_reads_per_window",
+    "per_process_lock_reads_per_window",
+    "periodic_reads_per_window",
+    "single_flight_hot_p99_ms",
+    "xfetch_attempts_per_refresh",
+    "xfetch_head_start_s",
+    "xfetch_read_gap_s",
+]
+
+PERCENTILE = 0.99  # the p99 the chapters quote
+
+
+def _positive(**values: float) -> None:
+    for name, value in values.items():
+        if not value > 0 or math.isinf(value):
+            raise ConfigError(f"{name}={value!r}: must be a finite number above 0")
+
+
+def hot_rate(rate: float, hot_share: float) -> float:
+    """``lambda_hot``: the hot key's arrival rate, requests/s."""
+    _positive(rate=rate)
+    if not 0 < hot_share <= 1:
+        raise ConfigError(f"hot_share={hot_share!r}: must be in (0, 1]")
+    return rate * hot_share
+
+
+def herd(rate: float, hot_share: float, origin_latency_ms: float) -> float:
+    """``lambda_hot * L``: hot-key requests expected to arrive during one origin read."""
+    _positive(origin_latency_ms=origin_latency_ms)
+    return hot_rate(rate, hot_share) * origin_latency_ms / 1000
+
+
+def naive_reads_per_window(rate: float, hot_share: float, origin_latency_ms: float) -> float:
+    """``1 + lambda_hot * L``: naive cache-aside's hot-key reads per TTL window."""
+    return 1 + herd(rate, hot_share, origin_latency_ms)
+
+
+def closed_loop_rate(clients: int, think_ms: float, answer_ms: float) -> float:
+    """Requests/s of a closed loop: each client sends, waits ``answer_ms``, thinks ``think_ms``."""
+    if clients < 1:
+        raise ConfigError(f"clients={clients!r}: must be at least 1")
+    _positive(cycle_ms=think_ms + answer_ms)
+    return clients * 1000 / (think_ms + answer_ms)
+
+
+def closed_loop_reads_per_window(
+    rate: float, hot_share: float, origin_latency_ms: float, clients: int
+) -> float:
+    """Naive's hot reads per window when the load is a closed loop of ``clients`` clients.
+
+    A client that missed waits for its read and sends nothing else, so at most ``clients``
+    requests can miss together: ``1 + min(clients - 1, lambda_hot * L)``. An open loop has no
+    such cap (coordinated omission: the closed loop never sends the requests that would have
+    arrived during the stall).
+    """
+    if clients < 1:
+        raise ConfigError(f"clients={clients!r}: must be at least 1")
+    return 1 + min(clients - 1, herd(rate, hot_share, origin_latency_ms))
+
+
+def local_lock_reads_per_window(
+    rate: float, hot_share: float, origin_latency_ms: float, pods: int
+) -> float:
+    """Expected hot-key reads per window with a lock inside each of ``pods`` pods.
+
+    The first miss reads; each other pod reads when at least one of its share of the herd
+    (``lambda_hot * L / pods``, Poisson) arrives during that read: ``1 + (pods - 1) * (1 -
+    exp(-lambda_hot * L / pods))``, never more than ``pods``.
+    """
+    if pods < 1:
+        raise ConfigError(f"pods={pods!r}: must be at least 1")
+    per_pod = herd(rate, hot_share, origin_latency_ms) / pods
+    return 1 + (pods - 1) * (1 - math.exp(-per_pod))
+
+
+def jitter_peak_ratio(ttl_s: float, spread: float) -> float:
+    """How much TTL jitter lowers a bulk warm's busiest second: ``1 / max(1, TTL * spread)``.
+
+    Keys written in the same second expire over ``TTL * spread`` seconds instead of one (TTL x
+    (1 + U(0, spread))), so each second's share of the cliff shrinks by that much; a spread
+    whose stretch is under one second leaves the 1-s peak as it was.
+    """
+    _positive(ttl_s=ttl_s)
+    if spread < 0:
+        raise ConfigError(f"spread={spread!r}: must be at least 0")
+    return 1 / max(1.0, ttl_s * spread)
+
+
+def naive_reads_over_bound(
+    rate: float,
+    hot_share: float,
+    ttl_s: float,
+    origin_latency_ms: float,
+    duration_s: float,
+    lower_bound: int,
+) -> float:
+    """Naive's expected origin reads over the lower bound, given the run's measured bound.
+
+    The bound holds one read per hot window (``duration / (TTL + L)`` of them) and one per
+    cold window (the rest); naive reads the cold keys as the bound does and each hot window
+    ``1 + lambda_hot * L`` times.
+    """
+    _positive(ttl_s=ttl_s, duration_s=duration_s)
+    if lower_bound < 1:
+        raise ConfigError(f"lower_bound={lower_bound!r}: must be at least 1")
+    hot_windows = min(lower_bound, duration_s / (ttl_s + origin_latency_ms / 1000))
+    cold = lower_bound - hot_windows
+    per_window = naive_reads_per_window(rate, hot_share, origin_latency_ms)
+    return (hot_windows * per_window + cold) / lower_bound
+
+
+def per_process_lock_reads_per_window(
+    rate: float, hot_share: float, origin_latency_ms: float, pods: int
+) -> float:
+    """A lock in Redis whose waiters wait only in the holder's process (aiocache's RedLock).
+
+    The holder's pod reads once and its own share of the herd waits; every request of the
+    herd that lands on another pod reads too: ``1 + (pods - 1) / pods * lambda_hot * L``.
+    """
+    if pods < 1:
+        raise ConfigError(f"pods={pods!r}: must be at least 1")
+    return 1 + (pods - 1) / pods * herd(rate, hot_share, origin_latency_ms)
+
+
+def periodic_reads_per_window(ttl_s: float, period_s: float, origin_latency_ms: float) -> float:
+    """Reads per TTL window of a refresh that comes every ``period_s`` (cashews' early_ttl).
+
+    Each refresh starts one period after the last value landed, so one read per
+    ``period + L`` seconds, over a window of ``TTL + L``.
+    """
+    _positive(ttl_s=ttl_s, period_s=period_s)
+    latency_s = origin_latency_ms / 1000
+    return (ttl_s + latency_s) / (min(period_s, ttl_s) + latency_s)
+
+
+def naive_hit_rate_floor(
+    rate: float, hot_share: float, ttl_s: float, origin_latency_ms: float, margin: float = 2.0
+) -> float:
+    """The lowest hit rate naive cache-aside should show: hot hits only, cold keys all missing.
+
+    Per window of ``TTL + L`` seconds the hot key misses ``1 + lambda_hot * L`` times
+    (``margin`` times that, for the pods' own time); every cold request is counted as a miss.
+    """
+    _positive(ttl_s=ttl_s)
+    window_s = ttl_s + origin_latency_ms / 1000
+    hot_misses_per_s = (
+        margin * naive_reads_per_window(rate, hot_share, origin_latency_ms) / window_s
+    )
+    return hot_share - hot_misses_per_s / rate
+
+
+def single_flight_hot_p99_ms(ttl_s: float, origin_latency_ms: float) -> float:
+    """The hot-key p99 when every request during a re-read waits for it, ms (0: it does not show).
+
+    A share ``L / (TTL + L)`` of the hot requests wait, spread evenly over the read; the p99
+    falls among them when that share is above 1%, at ``L * (1 - 0.01 / share)``.
+    """
+    _positive(ttl_s=ttl_s, origin_latency_ms=origin_latency_ms)
+    latency_s = origin_latency_ms / 1000
+    share = latency_s / (ttl_s + latency_s)
+    tail = 1 - PERCENTILE
+    return 0.0 if share <= tail else origin_latency_ms * (1 - tail / share)
+
+
+def xfetch_head_start_s(delta_s: float, beta: float, hot_rate_per_s: float) -> float:
+    """How long before the expiry XFetch's first refresh most likely starts, s.
+
+    Refreshes are drawn at rate ``lambda_hot * exp(-x / (delta * beta))`` at ``x`` seconds
+    before the expiry; the first one is most likely where the rate still to come is 1:
+    ``delta * beta * ln(lambda_hot * delta * beta)`` (0 when that is negative or beta is 0).
+    """
+    _positive(delta_s=delta_s, hot_rate_per_s=hot_rate_per_s)
+    scale = delta_s * beta
+    if scale <= 0 or hot_rate_per_s * scale <= 1:
+        return 0.0
+    return scale * math.log(hot_rate_per_s * scale)
+
+
+def xfetch_read_gap_s(ttl_s: float, delta_s: float, beta: float, hot_rate_per_s: float) -> float:
+    """The median gap between two XFetch reads of the hot key, s.
+
+    A value written ``delta`` after its read lives one TTL; the next read starts a head start
+    before that (median: the mode plus ``delta * beta * -ln ln 2``), never before the last
+    value landed.
+    """
+    median_head = xfetch_head_start_s(delta_s, beta, hot_rate_per_s)
+    if median_head > 0:
+        median_head -= delta_s * beta * math.log(math.log(2))
+    return max(delta_s, ttl_s + delta_s - median_head)
+
+
+def xfetch_attempts_per_refresh(beta: float) -> float:
+    """``e^(1/beta)``: requests whose draw says "refresh" per refresh (the first one included).
+
+    From the head start on, while the first refresh runs for ``delta``, the draws still to come
+    add ``e^(1/beta) - 1`` more; the lock lets one read the origin, the rest only try it.
+    """
+    _positive(beta=beta)
+    return math.exp(1 / beta)

@@ -1,0 +1,116 @@
+"""The closed forms of ``stampede.theory``, checked against hand-computed answers."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+import stampede.theory as theory
+from stampede.errors import ConfigError
+
+
+def test_naive_reads_per_window_is_one_plus_the_herd() -> None:
+    # 380 req/s x 0.95 = 361 hot req/s; a 200 ms read: 72.2 arrive during it
+    assert theory.hot_rate(380, 0.95) == pytest.approx(361)
+    assert theory.herd(380, 0.95, 200) == pytest.approx(72.2)
+    assert theory.naive_reads_per_window(380, 0.95, 200) == pytest.approx(73.2)
+    assert theory.naive_reads_per_window(100, 1.0, 500) == pytest.approx(51)
+
+
+def test_a_lock_per_pod_reads_at_most_once_per_pod() -> None:
+    assert theory.local_lock_reads_per_window(380, 0.95, 200, pods=1) == 1
+    # every pod sees 24 of the herd: all three read
+    assert theory.local_lock_reads_per_window(380, 0.95, 200, pods=3) == pytest.approx(3, abs=1e-9)
+    # a herd of 0.5 over 6 pods: 1 + 5 x (1 - e^(-1/12))
+    expected = 1 + 5 * (1 - math.exp(-0.5 / 6))
+    assert theory.local_lock_reads_per_window(5, 1.0, 100, pods=6) == pytest.approx(expected)
+    for pods in range(1, 17):
+        assert 1 <= theory.local_lock_reads_per_window(380, 0.95, 200, pods) <= pods
+
+
+def test_the_naive_hit_rate_floor() -> None:
+    # 0.95 - 2 x 73.2 / 5.2 / 380
+    floor = theory.naive_hit_rate_floor(380, 0.95, 5.0, 200)
+    assert floor == pytest.approx(0.95 - 2 * 73.2 / 5.2 / 380)
+    assert theory.naive_hit_rate_floor(380, 0.95, 5.0, 200, margin=1) > floor
+
+
+def test_single_flight_waiters_set_the_p99() -> None:
+    # share of hot requests that wait: 0.2 / 5.2; p99 = 200 x (1 - 0.01 x 26)
+    assert theory.single_flight_hot_p99_ms(5.0, 200) == pytest.approx(200 * (1 - 0.01 * 26))
+    # waiters under 1% of the requests: the p99 is a hit's
+    assert theory.single_flight_hot_p99_ms(5.0, 40) == 0.0
+
+
+def test_xfetch_head_start_and_attempts() -> None:
+    # delta 0.2 s, beta 1, 361 req/s: 0.2 ln(72.2)
+    assert theory.xfetch_head_start_s(0.2, 1.0, 361) == pytest.approx(0.2 * math.log(72.2))
+    assert theory.xfetch_head_start_s(0.2, 0.0, 361) == 0.0  # beta 0: never early
+    assert theory.xfetch_head_start_s(0.001, 1.0, 10) == 0.0  # draws too rare to start early
+    gap = theory.xfetch_read_gap_s(5.0, 0.2, 1.0, 361)
+    assert gap == pytest.approx(5.2 - 0.2 * (math.log(72.2) - math.log(math.log(2))))
+    assert theory.xfetch_read_gap_s(5.0, 0.2, 0.0, 361) == pytest.approx(5.2)
+    assert theory.xfetch_read_gap_s(1.0, 0.2, 100.0, 361) == pytest.approx(0.2)  # floor: delta
+    assert theory.xfetch_attempts_per_refresh(1.0) == pytest.approx(math.e)
+    assert theory.xfetch_attempts_per_refresh(0.5) == pytest.approx(math.e**2)
+
+
+@pytest.mark.parametrize(
+    ("call", "bad"),
+    [
+        (lambda: theory.hot_rate(0, 0.95), "rate=0"),
+        (lambda: theory.hot_rate(380, 1.5), "hot_share=1.5"),
+        (lambda: theory.herd(380, 0.95, -1), "origin_latency_ms=-1"),
+        (lambda: theory.local_lock_reads_per_window(380, 0.95, 200, 0), "pods=0"),
+        (lambda: theory.xfetch_attempts_per_refresh(0), "beta=0"),
+        (lambda: theory.single_flight_hot_p99_ms(math.inf, 200), "ttl_s=inf"),
+    ],
+)
+def test_bad_input_names_the_value(call: object, bad: str) -> None:
+    with pytest.raises(ConfigError, match=bad):
+        call()  # type: ignore[operator]
+
+
+def test_naive_reads_over_bound_adds_the_herds_to_the_cold_reads() -> None:
+    # 60 s / 5.2 s = 11.54 hot windows of 73.2 reads; the rest of a bound of 592 is cold
+    windows = 60 / 5.2
+    expected = (windows * 73.2 + 592 - windows) / 592
+    assert theory.naive_reads_over_bound(380, 0.95, 5.0, 200, 60, 592) == pytest.approx(expected)
+    # only the hot key: every window of the bound is a herd
+    assert theory.naive_reads_over_bound(380, 1.0, 5.0, 200, 52, 10) == pytest.approx(77)
+    with pytest.raises(ConfigError, match="lower_bound=0"):
+        theory.naive_reads_over_bound(380, 0.95, 5.0, 200, 60, 0)
+
+
+def test_jitter_spreads_a_cohort_over_ttl_times_spread() -> None:
+    assert theory.jitter_peak_ratio(5.0, 1.0) == pytest.approx(0.2)
+    assert theory.jitter_peak_ratio(5.0, 0.2) == 1.0  # one second: the 1-s peak stays
+    assert theory.jitter_peak_ratio(5.0, 0.05) == 1.0
+    assert theory.jitter_peak_ratio(5.0, 0.0) == 1.0
+    with pytest.raises(ConfigError, match="spread=-1"):
+        theory.jitter_peak_ratio(5.0, -1)
+
+
+def test_a_lock_whose_waiters_wait_in_one_process_only() -> None:
+    # two pods of three read their whole share of the herd: 1 + 2/3 x 72.2
+    assert theory.per_process_lock_reads_per_window(380, 0.95, 200, 3) == pytest.approx(
+        1 + 2 / 3 * 72.2
+    )
+    assert theory.per_process_lock_reads_per_window(380, 0.95, 200, 1) == 1
+    with pytest.raises(ConfigError, match="pods=0"):
+        theory.per_process_lock_reads_per_window(380, 0.95, 200, 0)
+
+
+def test_periodic_refreshes_per_window() -> None:
+    # early_ttl 1.65 s: one read per 1.85 s over a 5.2 s window
+    assert theory.periodic_reads_per_window(5.0, 1.65, 200) == pytest.approx(5.2 / 1.85)
+    assert theory.periodic_reads_per_window(5.0, 9.0, 200) == 1  # a period past the TTL: one
+
+
+def test_a_closed_loop_caps_the_herd_at_the_clients() -> None:
+    assert theory.closed_loop_rate(50, 130, 1.5) == pytest.approx(50_000 / 131.5)
+    assert theory.closed_loop_reads_per_window(380, 0.95, 200, clients=50) == 50
+    assert theory.closed_loop_reads_per_window(100, 0.95, 200, clients=50) == pytest.approx(20)
+    with pytest.raises(ConfigError, match="clients=0"):
+        theory.closed_loop_rate(0, 130, 1)
