@@ -26,9 +26,10 @@ PACKAGE = Path(__file__).parent
 # Modules that cannot change what a run measures, and stay out of the hash. Each only shows
 # results or passes a reader's request on: `charts` builds figures from stored frames, `cli`
 # and `__main__` are the command line (they call `run()`, whose code is in the hash), and
-# `__init__` re-exports names for notebooks (tests/test_exported_members.py keeps it to that).
+# `__init__` re-exports names for notebooks (tests/test_exported_members.py keeps it to that),
+# `checks` and `theory` judge stored results against closed forms in the chapters' checks.
 # Everything else is in: a module missing here makes extra runs, never a stale one.
-PRESENTATION = ("__init__.py", "__main__.py", "charts.py", "cli.py")
+PRESENTATION = ("__init__.py", "__main__.py", "charts.py", "checks.py", "cli.py", "theory.py")
 # The simulator (`stampede.sim`) never runs in a lab measurement: its runs are not cached and
 # the pods never import it, so an edit to it keeps every stored lab run.
 NOT_MEASURED = ("sim/",)

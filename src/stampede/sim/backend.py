@@ -25,7 +25,7 @@ import pandas as pd
 from stampede.config import LoadConfig, StrategyConfig, check_schedule, validated
 from stampede.errors import ConfigError
 from stampede.load import RECORD_FIELDS
-from stampede.metrics import RunShape, summarize
+from stampede.metrics import RunShape, summarize, unexpected
 from stampede.runner import RunResult, split_params
 from stampede.sim.keymodel import CODES, KeyTrace, decision_strategy, model_of, simulate_key
 from stampede.sim.timing import MEASURED, Array, Timing
@@ -184,6 +184,7 @@ def _result(
         "busy_share": math.nan,
         "cpus": 0,
     }
+    summary["unexpected"] = unexpected(records, {}, injected=config.origin_error_rate > 0)
     summary["backend"] = BACKEND
     summary["sim"] = {"pubsub_deliveries": counts["messages"]}
     counters = {
