@@ -238,3 +238,17 @@ async def test_a_503_is_retried_after_a_backoff_then_recorded_per_attempt(serve:
         assert [r.attempt for r in attempts] == [0, 1, 2]
         for before, after in itertools.pairwise(attempts):
             assert after.t_send >= before.t_send + before.latency_ms / 1000 - 1e-6  # float epoch
+
+
+async def test_a_connection_idle_past_the_retire_age_is_closed_not_reused(
+    serve: Serve, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # a pod closes an idle keep-alive connection after its timeout; a request sent on it as it
+    # does fails, so the generator retires old idle connections and opens a fresh one
+    monkeypatch.setattr("stampede.load.IDLE_RETIRE_S", 0.05)
+    server = await serve(answer_with(OK))
+    load = LOAD.model_copy(update={"rate": 5, "duration_s": 1.0})
+    rows, sent, opened = await generate_rows([server.url], load)
+    assert sent > 1 and opened >= 1  # the warm connections had gone stale: new ones opened
+    assert len(server.writers) == WARM + opened
+    assert all(row[8] == "" and row[6] == 200 for row in rows)

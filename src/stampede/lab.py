@@ -73,6 +73,11 @@ POD_START_TIMEOUT_S = 90.0
 
 
 POD_APP = "stampede.pod:create_server"
+# How long a pod keeps an idle keep-alive connection (uvicorn's default is 5 s). At low rates a
+# load client's connection sat idle past 5 s, and a request sent as the pod closed it failed
+# as a "protocol" error (chapter 7, 150 req/s). The generator retires a connection idle for
+# ``stampede.load.IDLE_RETIRE_S`` (well under this) instead of racing the pod's close.
+POD_KEEP_ALIVE_S = 30
 
 
 def pod_command(port: int, host: str = "127.0.0.1", app: str = POD_APP) -> list[str]:
@@ -85,6 +90,7 @@ def pod_command(port: int, host: str = "127.0.0.1", app: str = POD_APP) -> list[
         sys.executable, "-m", "uvicorn", app, "--factory",
         "--host", host, "--port", str(port), "--no-access-log", "--log-level", "warning",
         "--loop", "uvloop", "--http", "httptools", "--no-proxy-headers",
+        "--timeout-keep-alive", str(POD_KEEP_ALIVE_S),
     ]  # fmt: skip
 
 

@@ -100,6 +100,9 @@ class Record:
 RECORD_FIELDS = [f.name for f in fields(Record)]
 WARM = 3  # connections per client and pod: enough for the overlap a stampede causes
 COOL_OFF_S = 1.0  # a pod that refused a connection gets no traffic for this long
+# A connection idle this long is closed rather than reused: the pods close theirs after
+# ``stampede.lab.POD_KEEP_ALIVE_S`` (30 s), and a request sent just as they do fails.
+IDLE_RETIRE_S = 20.0
 RETRYABLE_ERRORS = {"connect", "protocol"}  # GET is idempotent: a dropped one is safe to resend
 TIMER_SLACK_S = 0.0005  # open-loop timers fire this late, so that none fires before its time
 
@@ -227,6 +230,7 @@ class _Connection(asyncio.Protocol):
         self.t_send = 0.0
         self.outcome, self.timing = "error", b""
         self.headers_done = self.delimited = self.complete = self.keep_alive = False
+        self.idle_since = time.monotonic()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)
@@ -321,6 +325,7 @@ class _Run:
         self.backoff_rngs = {c: random.Random(f"{load.seed}:{c}:backoff") for c in self.ids}
         self.rows: list[Row] = []
         self.sent = 0
+        self.retired = 0  # idle connections closed before the pod's keep-alive timeout could
         self.opened_mid_run = 0  # a client's connections to a pod were all busy: opened one
         self.outstanding = 0  # logical requests whose last attempt has not been answered
         self.pacers = 0  # open-loop schedules still running
@@ -359,6 +364,7 @@ class _Run:
             self.idle[conn.client][conn.pod].append(conn)
 
     def release(self, conn: _Connection) -> None:
+        conn.idle_since = time.monotonic()
         self.idle[conn.client][conn.pod].append(conn)
 
     def forget(self, conn: _Connection) -> None:
@@ -384,6 +390,10 @@ class _Run:
         pod = self.next_pod()
         payload = self.payloads[pod].get(request.item) or self._payload(pod, request.item)
         idle = self.idle[request.client][pod]
+        now = time.monotonic()
+        while idle and now - idle[0].idle_since > IDLE_RETIRE_S:
+            self.retired += 1  # the pod may be closing it right now: do not race its close
+            idle.popleft()._close()
         if idle:
             idle.popleft().send(request, payload, time.time())
             return
