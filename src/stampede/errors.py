@@ -12,7 +12,8 @@
     │       └── RememberedMissing  ... answered from the negative cache, no origin read
     ├── WaitTimeout            a waiter gave up on the refresher (maps to 503)
     ├── CorruptEntry           a cache entry that is not an envelope (maps to 503)
-    └── LostRequests           a run could not account for every request it sent
+    ├── LostRequests           a run could not account for every request it sent
+    └── RunLockTimeout         another run held the run lock longer than the bound
 
 Messages name the bad value and what would be valid, so a reader can fix the call at once.
 """
@@ -30,6 +31,7 @@ __all__ = [
     "ProcessFailed",
     "RedisNotFound",
     "RememberedMissing",
+    "RunLockTimeout",
     "StampedeError",
     "StrategyUnavailable",
     "WaitTimeout",
@@ -86,3 +88,7 @@ class CorruptEntry(StampedeError):
 
 class LostRequests(StampedeError):
     """Requests sent did not equal responses + errors + timeouts."""
+
+
+class RunLockTimeout(StampedeError):
+    """Another run held the run lock past ``STAMPEDE_RUN_LOCK_TIMEOUT_S``; names the holder."""

@@ -13,15 +13,13 @@ or code change makes a new key. ``fresh=True`` (or ``STAMPEDE_FRESH=1``) forces 
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import gzip
 import hashlib
 import json
 import math
 import os
-import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cached_property, lru_cache
 from pathlib import Path
@@ -38,6 +36,7 @@ from stampede.lab import Lab
 from stampede.machine import MachineMeter, verdict
 from stampede.metrics import RunShape, hot_windows, per_second, summarize
 from stampede.registry import strategy_class
+from stampede.run_lock import START_STOP_S, Holder, run_lock
 from stampede.workers import drive as _drive
 
 __all__ = ["RunResult", "compare", "machine_exclusive", "run", "split_params"]
@@ -108,7 +107,9 @@ def run(
     embedded lab for this run and stops it after. ``faults`` (a list of
     :class:`~stampede.config.Fault`) need an embedded lab; their timeline and measured effect
     land in ``summary["faults"]``. Every run checks that nothing was lost (sent = responses +
-    errors + timeouts) and raises :class:`LostRequests` otherwise.
+    errors + timeouts) and raises :class:`LostRequests` otherwise. A run holds the run lock
+    (:mod:`stampede.run_lock`) from before its lab starts until its result is saved; while
+    another run holds it, this one waits, says for whom, and starts nothing.
     """
     config, load, lab_config = split_params({"strategy": strategy, **params})
     check_schedule(lab_config.faults, load.duration_s)
@@ -122,34 +123,30 @@ def run(
     if lab_config.faults and lab is not None and not lab.processes:
         raise ConfigError("faults need an embedded lab (PIDs to signal); this one is attached")
     own_lab = lab is None
-    lab = lab or Lab.embedded(lab_config, config=config)
-    try:
-        with machine_exclusive():
+    expected_s = load.duration_s + START_STOP_S
+    # The lock comes before the lab: a run that waits for another has started nothing yet.
+    with machine_exclusive(config.strategy, expected_s, progress=progress):
+        if not fresh and cache_file.exists():  # the run it waited for may have made this one
+            return _load(cache_file)
+        lab = lab or Lab.embedded(lab_config, config=config)
+        try:
             result = _measure(lab, config, load, all_params, progress, lab_config.faults)
-    finally:
-        if own_lab:
-            lab.stop()
-    _save(result, cache_file)
+        finally:
+            if own_lab:
+                lab.stop()
+        _save(result, cache_file)
     return result
 
 
-@contextlib.contextmanager
-def machine_exclusive() -> Iterator[None]:
-    """One load run at a time on this machine: two runs on 2 cores would measure each other."""
-    path = Path(tempfile.gettempdir()) / "stampede-lab-load.lock"
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
-    try:
-        # every user of the machine shares the lock: whoever creates it makes it writable for
-        # all (the umask would leave it 0644, and every other user's run fails to open it)
-        with contextlib.suppress(PermissionError):
-            os.fchmod(fd, 0o666)
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fd, fcntl.LOCK_UN)
-    finally:
-        os.close(fd)
+def machine_exclusive(
+    strategy: str = "-", expected_s: float | None = None, *, progress: bool = False
+) -> contextlib.AbstractContextManager[Holder]:
+    """One load run at a time: two runs on 2 cores would measure each other.
+
+    The run lock of :mod:`stampede.run_lock` (its scope, bound and messages are described
+    there); ``strategy`` and ``expected_s`` are what a run waiting for this one is told.
+    """
+    return run_lock(strategy, expected_s, progress=progress)
 
 
 def compare(results: Sequence[RunResult], columns: Sequence[str] | None = None) -> pd.DataFrame:
