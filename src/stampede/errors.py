@@ -13,8 +13,9 @@
     │       └── RememberedMissing  ... answered from the negative cache, no origin read
     ├── WaitTimeout            a waiter gave up on the refresher (maps to 503)
     ├── CorruptEntry           a cache entry that is not an envelope (maps to 503)
-    └── LostRequests           a run could not account for every request it sent
-        └── OutcomeMismatch    the pods counted other answers than the generator received
+    ├── LostRequests           a run could not account for every request it sent
+    │   └── OutcomeMismatch    the pods counted other answers than the generator received
+    └── RunLockTimeout         another run held the run lock longer than the bound
 
 Messages name the bad value and what would be valid, so a reader can fix the call at once.
 """
@@ -34,6 +35,7 @@ __all__ = [
     "ProcessFailed",
     "RedisNotFound",
     "RememberedMissing",
+    "RunLockTimeout",
     "StampedeError",
     "StrategyUnavailable",
     "WaitTimeout",
@@ -101,3 +103,7 @@ class LostRequests(StampedeError):
 
 class OutcomeMismatch(LostRequests):
     """The pods' own outcome counts (``/stats``) disagree with the answers the generator got."""
+
+
+class RunLockTimeout(StampedeError):
+    """Another run held the run lock past ``STAMPEDE_RUN_LOCK_TIMEOUT_S``; names the holder."""

@@ -17,7 +17,6 @@ key. ``fresh=True`` (or ``STAMPEDE_FRESH=1``) forces a new run.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import gzip
 import hashlib
 import json
@@ -25,9 +24,8 @@ import math
 import os
 import re
 import subprocess
-import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -52,6 +50,7 @@ from stampede.metrics import (
     unexpected,
 )
 from stampede.registry import strategy_class
+from stampede.run_lock import START_STOP_S, Holder, run_lock
 from stampede.source import code_version
 from stampede.workers import drive as _drive
 
@@ -138,7 +137,9 @@ def run(
     the answers the generator got from it (:class:`OutcomeMismatch` otherwise). Pods that run
     other code than this process are refused before anything is sent (:class:`CodeMismatch`).
     ``summary["unexpected"]`` counts the run's ``fail_open`` answers, errors and Redis errors,
-    and is ``marked`` when the run injected no fault but saw some.
+    and is ``marked`` when the run injected no fault but saw some. A run holds the run lock
+    (:mod:`stampede.run_lock`) from before its lab starts until its result is saved; while
+    another run holds it, this one waits, says for whom, and starts nothing.
     ``backend="sim"`` returns the simulator's :class:`RunResult` for the same parameters
     (:func:`stampede.sim.simulate`).
     """
@@ -164,35 +165,31 @@ def run(
     if not fresh and cache_file.exists():
         return _load(cache_file)
     own_lab = lab is None
-    lab = lab or Lab.embedded(lab_config, config=config)
-    try:
-        check_code(lab)
-        with machine_exclusive():
+    expected_s = load.duration_s + START_STOP_S
+    # The lock comes before the lab: a run that waits for another has started nothing yet.
+    with machine_exclusive(config.strategy, expected_s, progress=progress):
+        if not fresh and cache_file.exists():  # the run it waited for may have made this one
+            return _load(cache_file)
+        lab = lab or Lab.embedded(lab_config, config=config)
+        try:
+            check_code(lab)
             result = _measure(lab, config, load, all_params, progress, lab_config.faults)
-    finally:
-        if own_lab:
-            lab.stop()
-    _save(result, cache_file)
+        finally:
+            if own_lab:
+                lab.stop()
+        _save(result, cache_file)
     return result
 
 
-@contextlib.contextmanager
-def machine_exclusive() -> Iterator[None]:
-    """One load run at a time on this machine: two runs on 2 cores would measure each other."""
-    path = Path(tempfile.gettempdir()) / "stampede-lab-load.lock"
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
-    try:
-        # every user of the machine shares the lock: whoever creates it makes it writable for
-        # all (the umask would leave it 0644, and every other user's run fails to open it)
-        with contextlib.suppress(PermissionError):
-            os.fchmod(fd, 0o666)
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fd, fcntl.LOCK_UN)
-    finally:
-        os.close(fd)
+def machine_exclusive(
+    strategy: str = "-", expected_s: float | None = None, *, progress: bool = False
+) -> contextlib.AbstractContextManager[Holder]:
+    """One load run at a time: two runs on 2 cores would measure each other.
+
+    The run lock of :mod:`stampede.run_lock` (its scope, bound and messages are described
+    there); ``strategy`` and ``expected_s`` are what a run waiting for this one is told.
+    """
+    return run_lock(strategy, expected_s, progress=progress)
 
 
 def compare(results: Sequence[RunResult], columns: Sequence[str] | None = None) -> pd.DataFrame:
