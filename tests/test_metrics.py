@@ -392,6 +392,8 @@ def test_a_clean_run_is_not_marked_and_a_redis_error_alone_marks_one() -> None:
     }  # fmt: skip
     assert unexpected(clean, {"redis_errors:ResponseError": 1}, injected=False)["marked"]
     assert METRICS["unexpected"].source == "runner" and METRICS["unexpected"].compute is None
+
+
 def test_labelled_names_columns_by_label_and_unit() -> None:
     from stampede.metrics import labelled, with_unit
 
