@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import Iterator
+import threading
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +20,7 @@ import pandas as pd
 import pytest
 from redis.asyncio import Redis
 
-from stampede import paths, procs
+from stampede import paths, procs, runner
 from stampede.cache import CacheStore
 from stampede.config import Fault, LabConfig, StrategyConfig
 from stampede.envelope import Entry
@@ -28,8 +30,9 @@ from stampede.lab import Lab
 from stampede.load import backoff_s
 from stampede.metrics import accounting
 from stampede.origin import Origin, ensure_origin
-from stampede.runner import run
+from stampede.runner import compare, run
 from stampede.strategies import Deps, create_strategy
+from stampede.workers import drive
 
 SHORT = {"duration_s": 5.0, "rate": 60.0, "clients": 6, "ttl_s": 1.0, "origin_latency_ms": 100.0}
 SEEN_PIDS: set[int] = set()
@@ -79,6 +82,37 @@ def test_redis_restart_fails_open_within_the_bound_and_recovers(fault_lab: Lab) 
     after = records[records["t"] >= report["up_at_s"] + 1.0]
     assert len(after) and not degraded(after).any()
     assert not (after["outcome"] == "fail_open").any()
+    unexpected = result.summary["unexpected"]  # the fault was injected: counted, not marked
+    assert unexpected["injected"] and not unexpected["marked"]
+    assert unexpected["fail_open"] == result.summary["outcomes"]["fail_open"] > 0
+
+
+def test_a_run_that_saw_redis_fail_with_no_fault_injected_is_marked(
+    fault_lab: Lab, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def drive_through_an_outage(
+        lab: Lab, load: Any, progress: bool, on_start: Callable[[float], None] | None = None
+    ) -> Any:
+        # Redis restarted behind the run's back: its parameters name no fault
+        outage = threading.Timer(1.5, lab.restart_redis, args=(1.0,))
+
+        def started(at: float) -> None:
+            if on_start is not None:
+                on_start(at)
+            outage.start()
+
+        try:
+            return drive(lab, load, progress, on_start=started)
+        finally:
+            outage.join()
+
+    monkeypatch.setattr(runner, "_drive", drive_through_an_outage)
+    result = fault_run(fault_lab, "single_flight")
+    unexpected = result.summary["unexpected"]
+    assert unexpected["marked"] and not unexpected["injected"], unexpected
+    assert unexpected["fail_open"] == result.summary["outcomes"].get("fail_open", 0) > 0
+    assert sum(v for k, v in unexpected.items() if k.startswith("redis_errors:")) > 0, unexpected
+    assert compare([result], columns=["unexpected"]).loc["single_flight", "unexpected"]
 
 
 def test_redis_restart_without_fail_open_answers_503_only_while_down_and_retries(
@@ -106,9 +140,9 @@ def test_redis_restart_without_fail_open_answers_503_only_while_down_and_retries
 def test_a_killed_pod_costs_connection_errors_and_no_lock_outlives_its_lease(
     fault_lab: Lab,
 ) -> None:
-    lease_ms = 1500
+    lease_ms = StrategyConfig().lease_ms  # the default lease, not a short one that hides it
     fault = Fault(kind="pod_kill", at_s=1.5, down_s=1.0, pod=1)
-    result = fault_run(fault_lab, "single_flight", faults=[fault], lease_ms=lease_ms)
+    result = fault_run(fault_lab, "single_flight", faults=[fault])
     (report,) = result.summary["faults"]["report"]
     records = result.records
     killed_at = report["down_at_s"]
@@ -167,6 +201,71 @@ def test_a_waiter_that_times_out_gets_503_with_retry_after(fault_lab: Lab) -> No
     assert first.status_code == 200
     assert second.status_code == 503
     assert second.headers["retry-after"] == "1"
+
+
+async def reading(client: httpx.AsyncClient, lab: Lab, pod: int, item: int) -> float:
+    """Wait until pod ``pod`` is reading ``item`` from the origin; the read's start (epoch s)."""
+    async with asyncio.timeout(30):  # a hang guard, not a timing
+        while True:
+            reads = (await client.get(f"{lab.pods[pod]}/stats")).json()["reads"]
+            if started := [r[0] for r in reads if r[2] == item and r[1] is None]:
+                return float(started[0])
+            await asyncio.sleep(0.01)
+
+
+async def waiting(client: httpx.AsyncClient, lab: Lab, pods: list[int], count: int) -> None:
+    """Wait until ``count`` requests on ``pods`` wait for another pod's refresh."""
+    async with asyncio.timeout(30):  # a hang guard, not a timing
+        while True:
+            stats = [(await client.get(f"{lab.pods[p]}/stats")).json() for p in pods]
+            if sum(s["counters"].get("waits", 0) for s in stats) >= count:
+                return
+            await asyncio.sleep(0.01)
+
+
+def test_a_holder_killed_mid_read_costs_its_key_no_503_and_one_read_after_its_lease(
+    fault_lab: Lab,
+) -> None:
+    """Issue 12: the defaults, a 1 s origin read, the lock's holder SIGKILLed mid-read.
+
+    Its lock stays until the lease ends; the waiters outlast it, one of them takes the lock
+    and reads the origin once, and every request for the key gets its value.
+    """
+    config = StrategyConfig(strategy="single_flight", origin_latency_ms=1000)  # else defaults
+    fault_lab.configure(config)
+    item, holder, others = 9, 1, [0, 2]
+    lock_key, value_key = CacheStore.lock_key(item), CacheStore.key(item)
+
+    async def scenario() -> tuple[list[httpx.Response], float]:
+        async with httpx.AsyncClient(timeout=30) as client:
+            doomed = asyncio.create_task(client.get(f"{fault_lab.pods[holder]}/items/{item}"))
+            await reading(client, fault_lab, holder, item)
+            urls = [f"{fault_lab.pods[p]}/items/{item}" for p in others * 3]
+            waiters = [asyncio.create_task(client.get(url)) for url in urls]
+            await waiting(client, fault_lab, others, len(waiters))
+            await asyncio.to_thread(fault_lab.kill_pod, holder)
+            measured_at = time.time()
+            with fault_lab.redis() as redis:  # one quick call each: the loop may block on them
+                lease_left_ms = int(redis.pttl(lock_key))
+                assert lease_left_ms > 0, "the holder released its lock before it died"
+                assert not redis.exists(value_key), "the holder finished its read first"
+            newcomers = [asyncio.create_task(client.get(url)) for url in urls[:2]]
+            answers = await asyncio.gather(*waiters, *newcomers)
+            with pytest.raises(httpx.TransportError):
+                await doomed  # the dead pod's own request: a dropped connection, not a 503
+        return answers, measured_at + lease_left_ms / 1000
+
+    try:
+        answers, lease_end = asyncio.run(scenario())
+        assert [a.status_code for a in answers] == [200] * len(answers), "no 503 for the key"
+        assert [a.headers["x-cache"] for a in answers].count("miss") == 1
+        reads = [r for p in others for r in httpx.get(f"{fault_lab.pods[p]}/stats").json()["reads"]]
+        again = [r for r in reads if r[2] == item]
+        assert len(again) == 1, again  # exactly one more origin read for the key...
+        assert again[0][0] >= lease_end - 0.001, (again, lease_end)  # ...once the lease is gone
+    finally:
+        fault_lab.start_pod(holder)
+        SEEN_PIDS.update(fault_lab.pids)
 
 
 def test_stopping_leaves_no_lab_process(fault_lab: Lab) -> None:

@@ -27,10 +27,12 @@ from stampede.metrics import (
     max_per_second,
     mean_or_nan,
     negative_cache_windows,
+    outcome_mismatches,
     per_second,
     percentiles,
     row,
     summarize,
+    unexpected,
 )
 from stampede.outcomes import Outcome
 
@@ -269,6 +271,7 @@ def test_summarize_computes_exactly_the_table_entries_it_owns() -> None:
         "redis_commands",
         "redis_commands_per_request",
         "redis_round_trips_per_request",
+        "unexpected",
         "machine",
     }
 
@@ -329,3 +332,63 @@ def test_negative_cache_windows_cover_unknown_ids_by_negative_ttl_plus_latency()
     unknown = pd.concat([reads([0.0]), reads([0.0, 2.3], item=101)], ignore_index=True)
     summary = summarize(frame, unknown, shape)
     assert (summary["origin_reads_unknown"], summary["negative_cache_windows"]) == (2, 4)
+
+
+# ---- nothing lost, from the pods' side ----------------------------------------------------------
+def answers() -> pd.DataFrame:
+    """Pod 0: two hits, a miss, a 404 (X-Cache miss); pod 1: a hit and a timeout."""
+    return records(
+        [{"t": 0.1}, {"t": 0.2}, {"t": 0.3, "outcome": "miss"},
+         {"t": 0.4, "status": 404, "outcome": "miss", "item": 999},
+         {"t": 0.5, "pod": 1}, {"t": 0.6, "pod": 1, "status": 0, "outcome": "error",
+                                "error": "timeout"}]
+    )  # fmt: skip
+
+
+def test_pods_that_counted_what_the_generator_got_agree() -> None:
+    pods = {0: {"hit": 2, "miss": 1, "not_found": 1}, 1: {"hit": 1}}
+    assert outcome_mismatches(answers(), pods) == []
+    # pod 1 answered the timed-out request after the client gave up: one extra, one unanswered
+    assert outcome_mismatches(answers(), {**pods, 1: {"hit": 2}}) == []
+
+
+def test_a_pod_count_off_by_one_either_way_is_a_mismatch() -> None:
+    one_more = {0: {"hit": 3, "miss": 1, "not_found": 1}}  # pod 0 had no unanswered request
+    (problem,) = outcome_mismatches(answers(), one_more)
+    assert problem.startswith("pod 0 counted") and "0 unanswered" in problem
+    never_counted = {0: {"hit": 2, "not_found": 1}}
+    (problem,) = outcome_mismatches(answers(), never_counted)
+    assert "answers the pod never counted: {'miss': 1}" in problem
+    beyond_the_slack = {1: {"hit": 3}}  # two extra for one unanswered request
+    assert len(outcome_mismatches(answers(), beyond_the_slack)) == 1
+    a_404_counted_as_a_miss = {0: {"hit": 2, "miss": 2}}
+    assert len(outcome_mismatches(answers(), a_404_counted_as_a_miss)) == 1
+
+
+def test_a_pod_left_out_is_not_checked() -> None:
+    assert outcome_mismatches(answers(), {1: {"hit": 1}}) == []
+
+
+# ---- unexpected failures ----------------------------------------------------------------------
+def test_fail_open_errors_and_redis_errors_mark_a_run_without_injected_faults() -> None:
+    frame = records(
+        [{"t": 0.1}, {"t": 0.2, "outcome": "fail_open"}, {"t": 0.3, "status": 503,
+         "outcome": "error"}, {"t": 0.4, "status": 0, "outcome": "error", "error": "connect"}]
+    )  # fmt: skip
+    counters = {"redis_errors:ConnectionError": 3, "waits": 7, "redis_errors:TimeoutError": 1}
+    found = unexpected(frame, counters, injected=False)
+    assert found == {
+        "marked": True, "injected": False, "fail_open": 1, "errors": 2,
+        "redis_errors:ConnectionError": 3, "redis_errors:TimeoutError": 1,
+    }  # fmt: skip
+    assert unexpected(frame, counters, injected=True)["marked"] is False
+    assert row({"unexpected": found}, ["unexpected"]) == {"unexpected": True}
+
+
+def test_a_clean_run_is_not_marked_and_a_redis_error_alone_marks_one() -> None:
+    clean = records([{"t": 0.1}, {"t": 0.2, "status": 404, "outcome": "miss"}])
+    assert unexpected(clean, {"waits": 2}, injected=False) == {
+        "marked": False, "injected": False, "fail_open": 0, "errors": 0,
+    }  # fmt: skip
+    assert unexpected(clean, {"redis_errors:ResponseError": 1}, injected=False)["marked"]
+    assert METRICS["unexpected"].source == "runner" and METRICS["unexpected"].compute is None

@@ -12,6 +12,7 @@ from stampede import auth, paths, procs
 from stampede.config import StrategyConfig
 from stampede.lab import Lab, pod_command, pod_env
 from stampede.load import server_ms
+from stampede.source import code_version
 from tests.helpers import bearer
 
 
@@ -92,6 +93,7 @@ def test_health_shape(lab: Lab) -> None:
             "pod": f"pod-{i}",
             "strategy": "swr",
             "pid": pid,  # what the lab's readiness probe matches against the PID it started
+            "code": code_version(),  # the code this pod started from: run() checks it
         }
 
 

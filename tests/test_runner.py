@@ -1,16 +1,23 @@
-"""The runner without a lab: parameter sorting, the run cache key, save/load, compare."""
+"""The runner without a lab: parameter sorting, the run cache key, save/load, compare.
+
+The guards that need real pods (code hash, Redis version, the pods' counts) are in
+``tests/test_run_guards.py``.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 import json
 import math
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from stampede import registry, runner
+from stampede import registry, runner, source
 from stampede.config import LabConfig, LoadConfig, StrategyConfig
 from stampede.errors import ConfigError, StrategyUnavailable
 from stampede.metrics import COLUMNS, HEADLINE, RunShape, summarize
@@ -52,27 +59,89 @@ def all_params(**changes: object) -> dict[str, object]:
     return {**config.model_dump(), **load.model_dump(), **lab.model_dump()}
 
 
+CODE, REDIS = "0123456789abcdef", "7.0.15"
+
+
+def key(params: dict[str, object], code: str = CODE, redis: str = REDIS) -> str:
+    return runner._cache_key(params, code, redis)
+
+
 def test_the_cache_key_is_stable_and_names_the_strategy() -> None:
-    key = runner._cache_key(all_params(strategy="swr"))
-    assert key == runner._cache_key(all_params(strategy="swr"))
-    assert key.startswith("swr-")
+    assert key(all_params(strategy="swr")) == key(all_params(strategy="swr"))
+    assert key(all_params(strategy="swr")).startswith("swr-")
 
 
 def test_any_parameter_change_makes_a_new_key() -> None:
-    base = runner._cache_key(all_params())
+    base = key(all_params())
     for change in ({"ttl_s": 5.5}, {"seed": 1}, {"pods": 2}, {"beta": 2.0}, {"rate": 100.0}):
-        assert runner._cache_key(all_params(**change)) != base, change
+        assert key(all_params(**change)) != base, change
 
 
-def test_a_code_change_makes_a_new_key(monkeypatch: pytest.MonkeyPatch) -> None:
-    before = runner._cache_key(all_params())
-    monkeypatch.setattr(runner, "code_version", lambda: "another-version")
-    assert runner._cache_key(all_params()) != before
+def test_a_code_change_makes_a_new_key() -> None:
+    assert key(all_params(), code="fedcba9876543210") != key(all_params())
 
 
-def test_code_version_hashes_the_package_source() -> None:
-    version = runner.code_version()
-    assert len(version) == 16 and version == runner.code_version()
+def test_another_redis_server_version_makes_a_new_key() -> None:
+    assert key(all_params(), redis="7.2.4") != key(all_params(), redis="7.0.15")
+
+
+@pytest.fixture
+def package_copy(tmp_path: Path) -> Path:
+    """A copy of the package's source, to edit."""
+    copy = tmp_path / "stampede"
+    shutil.copytree(source.PACKAGE, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    return copy
+
+
+def test_the_copy_hashes_like_the_package(package_copy: Path) -> None:
+    assert source.source_hash(package_copy) == source.code_version()
+    assert len(source.code_version()) == 16
+
+
+@pytest.mark.parametrize("module", source.PRESENTATION)
+def test_editing_a_presentation_module_keeps_the_key(package_copy: Path, module: str) -> None:
+    before = source.source_hash(package_copy)
+    with (package_copy / module).open("a") as fh:
+        fh.write("\n# a new chart, a new option: nothing a run measures\n")
+    assert source.source_hash(package_copy) == before
+    assert key(all_params(), code=source.source_hash(package_copy)) == key(
+        all_params(), code=before
+    )
+
+
+@pytest.mark.parametrize(
+    "module",
+    ["strategies/single_flight.py", "pod.py", "load.py", "origin.py", "metrics.py", "lab.py",
+     "runner.py", "config.py", "peers/cashews_lock.py"],
+)  # fmt: skip
+def test_editing_measured_code_changes_the_key(package_copy: Path, module: str) -> None:
+    before = source.source_hash(package_copy)
+    with (package_copy / module).open("a") as fh:
+        fh.write("\n# a fix that could change a measurement\n")
+    assert source.source_hash(package_copy) != before
+    assert key(all_params(), code=source.source_hash(package_copy)) != key(
+        all_params(), code=before
+    )
+
+
+def test_a_new_module_is_measured_unless_named_presentation(package_copy: Path) -> None:
+    before = source.source_hash(package_copy)
+    (package_copy / "strategies" / "brand_new.py").write_text("X = 1\n")
+    assert source.source_hash(package_copy) != before
+
+
+def test_every_presentation_module_exists_and_nothing_a_run_imports_is_one() -> None:
+    assert all((source.PACKAGE / name).is_file() for name in source.PRESENTATION)
+    probe = (
+        "import json, sys, stampede.runner, stampede.pod, stampede.workers, stampede.load; "
+        "print(json.dumps(sorted(m for m in sys.modules if m.startswith('stampede.'))))"
+    )
+    loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+    assert loaded.returncode == 0, loaded.stderr
+    modules = json.loads(loaded.stdout)
+    assert "stampede.runner" in modules and "stampede.pod" in modules
+    files = {f"{m.removeprefix('stampede.').replace('.', '/')}.py" for m in modules}
+    assert not files & set(source.PRESENTATION), sorted(files & set(source.PRESENTATION))
 
 
 # ---- save and load ---------------------------------------------------------------------------

@@ -128,7 +128,8 @@ def test_pull_requests_build_an_artifact_and_never_deploy() -> None:
 
 
 def test_the_run_cache_is_kept_between_runs_keyed_on_the_code_hash() -> None:
-    """``stampede.runner.code_version`` hashes src/stampede/**/*.py: so does the cache key."""
+    """``stampede.source.code_version`` hashes src/stampede/**/*.py (but charts and CLI): the
+    cache key hashes all of them, never fewer."""
     for path, action in ((BOOK, "actions/cache"), (PREVIEW, "actions/cache/restore")):
         cache = [s for s in steps(load(path)) if s.get("uses", "").split("@")[0] == action]
         assert len(cache) == 1, path.name

@@ -58,8 +58,12 @@ class StrategyConfig(BaseModel):
     stale_s: float = Field(5.0, gt=0, le=3600, description="SWR: serve-stale window after TTL, s")
     beta: float = Field(1.0, ge=0, le=100, description="XFetch: early-refresh eagerness")
     cutoff: float = Field(0.8, gt=0, lt=1, description="fixed_cutoff: refresh at age >= cutoff*TTL")
-    lease_ms: int = Field(10_000, gt=0, le=600_000, description="refresh lock lease, ms")
-    renew: bool = Field(True, description="renew the lock lease while a refresh runs")
+    # A lock whose holder died lives out its lease; a waiter must not give up first. The lease
+    # is short and renewed (every third of it) while a live holder refreshes, and a waiter
+    # waits longer: the lease, one re-check (<= 1 s) and about a second for the new holder's
+    # read, so at the defaults a dead holder costs its key a wait, never a 503.
+    lease_ms: int = Field(3_000, gt=0, le=600_000, description="refresh lock lease, ms")
+    renew: bool = Field(True, description="renew the lock lease every lease/3 while refreshing")
     wait: Literal["poll", "notify"] = Field("notify", description="how waiters learn of a value")
     poll_ms: float = Field(50.0, gt=0, le=10_000, description="poll interval for wait=poll, ms")
     wait_timeout_s: float = Field(5.0, gt=0, le=600, description="waiter gives up (503) after, s")

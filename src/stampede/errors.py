@@ -6,13 +6,15 @@
     ├── LabError               the lab could not start, or was lost
     │   ├── RedisNotFound      no ``redis-server`` on PATH
     │   ├── PortInUse          a port the lab wanted is taken
-    │   └── ProcessFailed      a pod or Redis died or never became ready
+    │   ├── ProcessFailed      a pod or Redis died or never became ready
+    │   └── CodeMismatch       the pods run other code than this process
     ├── OriginError            the origin could not answer (maps to 503)
     │   └── ItemNotFound       no such item (maps to 404)
     │       └── RememberedMissing  ... answered from the negative cache, no origin read
     ├── WaitTimeout            a waiter gave up on the refresher (maps to 503)
     ├── CorruptEntry           a cache entry that is not an envelope (maps to 503)
     └── LostRequests           a run could not account for every request it sent
+        └── OutcomeMismatch    the pods counted other answers than the generator received
 
 Messages name the bad value and what would be valid, so a reader can fix the call at once.
 """
@@ -20,12 +22,14 @@ Messages name the bad value and what would be valid, so a reader can fix the cal
 from __future__ import annotations
 
 __all__ = [
+    "CodeMismatch",
     "ConfigError",
     "CorruptEntry",
     "ItemNotFound",
     "LabError",
     "LostRequests",
     "OriginError",
+    "OutcomeMismatch",
     "PortInUse",
     "ProcessFailed",
     "RedisNotFound",
@@ -64,6 +68,13 @@ class ProcessFailed(LabError):
     """A lab process exited early or never answered its health check."""
 
 
+class CodeMismatch(LabError):
+    """A pod reports a code hash (``/health``) other than this process's: restart the lab.
+
+    A run measured on those pods would be stored under this code's cache key.
+    """
+
+
 class OriginError(StampedeError):
     """The origin failed or timed out; the pod answers 503 and caches nothing."""
 
@@ -86,3 +97,7 @@ class CorruptEntry(StampedeError):
 
 class LostRequests(StampedeError):
     """Requests sent did not equal responses + errors + timeouts."""
+
+
+class OutcomeMismatch(LostRequests):
+    """The pods' own outcome counts (``/stats``) disagree with the answers the generator got."""

@@ -27,7 +27,10 @@ Definitions, used everywhere:
 - **nothing lost**: every request sent is a response (any HTTP status), a connection error or
   a timeout, and carries an outcome; ``lost`` counts the rest and must be 0
   (:func:`accounting`). A retry is a request of its own (``attempt`` > 0), counted in
-  ``retries``.
+  ``retries``. From the pods' side, each pod counted every answer the generator got from it,
+  under the same outcome (:func:`outcome_mismatches`).
+- **unexpected**: ``fail_open`` answers, errors and the pods' ``redis_errors:<Type>`` counters
+  of a run; a run without injected faults that saw any is *marked* (:func:`unexpected`).
 
 Inputs are two tidy frames: ``records`` (one row per request, :data:`stampede.load.RECORD_FIELDS`
 plus ``t``, seconds since the run start) and ``reads`` (``start``, ``end``, ``item``, ``ok``,
@@ -72,10 +75,12 @@ __all__ = [
     "max_per_second",
     "mean_or_nan",
     "negative_cache_windows",
+    "outcome_mismatches",
     "per_second",
     "percentiles",
     "row",
     "summarize",
+    "unexpected",
     "unknown_reads",
 ]
 
@@ -241,6 +246,60 @@ def accounting(records: pd.DataFrame, sent: int | None = None) -> dict[str, int]
         "errors": int(errors.sum()),
         "timeouts": int(timeouts.sum()),
         "lost": sent - int(accounted.sum()),
+    }
+
+
+def outcome_mismatches(
+    records: pd.DataFrame, pod_outcomes: Mapping[int, Mapping[str, int]]
+) -> list[str]:
+    """Where a pod's own outcome counts (``/stats``) disagree with what the generator got from it.
+
+    ``pod_outcomes`` maps a pod's index (the records' ``pod``) to its counts; pods missing from
+    it (killed during the run: their counts died with them) are not checked. Each answer the
+    generator received (status > 0) must have been counted by that pod under its ``X-Cache``
+    outcome (a 404 under ``not_found``). A pod may count more only for requests the generator
+    never saw answered (a timeout, a dropped connection: the pod may have answered after the
+    client gave up), and at most that many. Returns one line per disagreement; ``[]`` is agreement.
+    """
+    problems = []
+    for pod, counted in sorted(pod_outcomes.items()):
+        mine = records[records["pod"] == pod]
+        answered = mine[mine["status"] > 0]
+        outcome = answered["outcome"].where(answered["status"] != 404, str(Outcome.NOT_FOUND))
+        got = {str(k): int(v) for k, v in outcome.value_counts().items()}
+        unanswered = len(mine) - len(answered)
+        excess = {o: counted.get(o, 0) - got.get(o, 0) for o in set(got) | set(counted)}
+        short = {o: -n for o, n in sorted(excess.items()) if n < 0}
+        extra = sum(n for n in excess.values() if n > 0)
+        if short or extra > unanswered:
+            problems.append(
+                f"pod {pod} counted {dict(sorted(counted.items()))}, the generator got "
+                f"{dict(sorted(got.items()))} and {unanswered} unanswered"
+                + (f"; answers the pod never counted: {short}" if short else "")
+            )
+    return problems
+
+
+def unexpected(
+    records: pd.DataFrame, counters: Mapping[str, int], injected: bool
+) -> dict[str, Any]:
+    """A run's ``fail_open`` answers, errors and Redis errors; ``marked`` if none was injected.
+
+    ``counters`` are the pods' summed ``/stats`` counters (``redis_errors:<Type>``, one per
+    failed Redis call, by exception type); ``injected`` says whether the run's parameters
+    injected a fault (``faults``, ``origin_error_rate``, ``origin_slow_rate``). A marked run
+    measured something besides the strategy: the chapters check that none of theirs is.
+    """
+    fail_open = int((records["outcome"] == Outcome.FAIL_OPEN).sum())
+    errors = int(((records["status"] == 0) | (records["status"] >= 500)).sum())
+    redis = {k: int(v) for k, v in sorted(counters.items()) if k.startswith("redis_errors:")}
+    seen = fail_open + errors + sum(redis.values())
+    return {
+        "marked": not injected and seen > 0,
+        "injected": injected,
+        "fail_open": fail_open,
+        "errors": errors,
+        **redis,
     }
 
 
@@ -434,6 +493,10 @@ METRICS: dict[str, Metric] = {
         Metric("redis_round_trips_per_request", "Redis round trips per request", "trips/request",
                "commands the pods' own client sent (a script is one), per request; NaN for a "
                "peer library, whose client is its own", None, "rate", fmt=".3f", source="runner"),
+        Metric("unexpected", "unexpected failures", "requests",
+               "fail_open answers, errors and the pods' redis_errors:<Type> counters; marked "
+               "when the run injected no fault (metrics.unexpected)", None, "counts",
+               source="runner"),
         Metric("machine", "machine", "signals",
                "did the run measure the machine? send lag p99, CPU busy share, machine_bound "
                "and its reasons (stampede.machine.verdict)", None, "counts", source="runner"),
@@ -457,6 +520,10 @@ def _machine_bound(summary: Mapping[str, Any]) -> Any:
     return summary.get("machine", {}).get("machine_bound")
 
 
+def _unexpected_marked(summary: Mapping[str, Any]) -> Any:
+    return summary.get("unexpected", {}).get("marked")
+
+
 def _columns() -> dict[str, Column]:
     columns: dict[str, Column] = {}
     for m in METRICS.values():
@@ -475,6 +542,10 @@ def _columns() -> dict[str, Column]:
         elif m.name == "machine":
             columns["machine_bound"] = Column(
                 "machine_bound", "machine-bound", "yes/no", m.name, _machine_bound
+            )
+        elif m.name == "unexpected":
+            columns["unexpected"] = Column(
+                "unexpected", "unexpected failures", "yes/no", m.name, _unexpected_marked
             )
         elif m.kind not in ("list", "counts"):
             columns[m.name] = Column(m.name, m.label, m.unit, m.name, _key(m.name))

@@ -3,7 +3,9 @@
 The file is generated deterministically by :func:`build_origin`, so a fresh clone makes the
 same 100 products. Pods open it read-only (``mode=ro``). Every read is logged with its start,
 end, item and outcome, so a run's origin count is exact across all pods: the numbers the book
-teaches are counted, never estimated.
+teaches are counted, never estimated. A read is known from the moment it starts:
+:meth:`Origin.log` lists the reads still in flight too (``end`` is ``None``), so a log taken
+while a background refresh is still reading misses nothing.
 """
 
 from __future__ import annotations
@@ -79,12 +81,19 @@ def ensure_origin(path: Path, items: int = 100) -> Path:
 
 @dataclass(frozen=True, slots=True)
 class OriginRead:
-    """One SELECT against the origin, as the pod saw it (epoch seconds)."""
+    """One SELECT against the origin, as the pod saw it (epoch seconds).
+
+    ``end`` is ``None`` (and ``ok`` ``False``) while the read is still in flight.
+    """
 
     start: float
-    end: float
+    end: float | None
     item: int
     ok: bool
+
+    @property
+    def in_flight(self) -> bool:
+        return self.end is None
 
 
 class Origin:
@@ -98,8 +107,19 @@ class Origin:
         self.slow_s = 0.0
         self.timeout_s: float | None = None  # give up on a read after this: OriginError
         self.rng = random.Random()
-        self.reads: list[OriginRead] = []
+        self.reads: list[OriginRead] = []  # finished reads, in the order they ended
+        self._in_flight: dict[int, OriginRead] = {}  # started, not ended yet, by a serial number
+        self._serial = 0
         self._db: aiosqlite.Connection | None = None
+
+    def log(self) -> list[OriginRead]:
+        """Every read since the last :meth:`clear`: the finished ones, then those in flight."""
+        return [*self.reads, *self._in_flight.values()]
+
+    def clear(self) -> None:
+        """Start a new log; a read in flight now belongs to the old one and is not logged."""
+        self.reads.clear()
+        self._in_flight.clear()
 
     async def open(self) -> None:
         if not self.path.exists():
@@ -132,6 +152,9 @@ class Origin:
             raise OriginError("origin is not open")
         start = time.time()
         ok = False
+        self._serial += 1
+        serial = self._serial
+        self._in_flight[serial] = OriginRead(start, None, item, False)
         try:
             delay = self.latency_s
             if self.slow_rate and self.rng.random() < self.slow_rate:
@@ -148,7 +171,8 @@ class Origin:
         except sqlite3.Error as exc:
             raise OriginError(f"origin read of item {item} failed: {exc}") from exc
         finally:
-            self.reads.append(OriginRead(start, time.time(), item, ok))
+            if self._in_flight.pop(serial, None) is not None:  # not cleared meanwhile
+                self.reads.append(OriginRead(start, time.time(), item, ok))
 
 
 if __name__ == "__main__":  # `python -m stampede.origin [PATH] [--items N]`: before compose up

@@ -81,6 +81,7 @@ from stampede.errors import (
 )
 from stampede.origin import Origin
 from stampede.outcomes import Outcome
+from stampede.source import code_version
 from stampede.strategies import Deps, Strategy, create_strategy
 
 __all__ = [
@@ -254,7 +255,7 @@ class PodState:
         self.reset()
 
     def reset(self) -> None:
-        self.origin.reads.clear()
+        self.origin.clear()
         self.outcomes.clear()
         self.strategy.counters.clear()
         self.redis.round_trips = 0
@@ -265,7 +266,8 @@ class PodState:
             "config": self.config.model_dump(),
             "outcomes": dict(self.outcomes),
             "counters": {**self.strategy.counters, **self._round_trips()},
-            "reads": [[r.start, r.end, r.item, r.ok] for r in self.origin.reads],
+            # reads still in flight are listed too, with end None: a log read now misses none
+            "reads": [[r.start, r.end, r.item, r.ok] for r in self.origin.log()],
         }
 
 
@@ -283,6 +285,7 @@ ItemId = Annotated[int, Path(ge=1, le=MAX_ID, description="item id, a positive i
 def create_app(settings: PodSettings | None = None) -> FastAPI:
     """The pod's app; ``settings`` default to the environment (``STAMPEDE_*``)."""
     settings = settings or get_settings()
+    code = code_version()  # the files this process started from; /health reports it
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -318,6 +321,7 @@ def create_app(settings: PodSettings | None = None) -> FastAPI:
             "pod": settings.pod_name,
             "strategy": pod.config.strategy,
             "pid": os.getpid(),
+            "code": code,  # stampede.source.code_version: run() refuses pods of other code
         }
 
     @app.get("/stats")

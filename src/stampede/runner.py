@@ -6,8 +6,12 @@ processes (so the generator has its own core and a notebook's event loop is not 
 collects every pod's origin log and returns a :class:`RunResult`.
 
 Runs are the expensive part of the book and chapters share them, so results are cached on
-disk under a key made of every parameter and a hash of the package's source: any parameter
-or code change makes a new key. ``fresh=True`` (or ``STAMPEDE_FRESH=1``) forces a new run.
+disk under a key made of every parameter, the hash of the code a measurement depends on
+(:func:`stampede.source.code_version`: not the charts or the command line) and the
+redis-server version: any change that could change a measurement makes a new key, and an edit
+that cannot keeps every stored run. Pods started from other code than this process's are
+refused (:class:`CodeMismatch`), so an old lab cannot store its results under the new code's
+key. ``fresh=True`` (or ``STAMPEDE_FRESH=1``) forces a new run.
 """
 
 from __future__ import annotations
@@ -19,32 +23,53 @@ import hashlib
 import json
 import math
 import os
+import re
+import subprocess
 import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from functools import cached_property, lru_cache
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pandas as pd
 
 from stampede import metrics, paths
 from stampede.config import Fault, LabConfig, LoadConfig, StrategyConfig, check_schedule, validated
-from stampede.errors import ConfigError, LostRequests
+from stampede.errors import CodeMismatch, ConfigError, LabError, LostRequests, OutcomeMismatch
 from stampede.fault_report import fault_report
 from stampede.injector import FaultInjector
-from stampede.lab import Lab
+from stampede.lab import Lab, find_redis_server
 from stampede.machine import MachineMeter, verdict
-from stampede.metrics import RunShape, hot_windows, per_second, summarize
+from stampede.metrics import (
+    RunShape,
+    hot_windows,
+    outcome_mismatches,
+    per_second,
+    summarize,
+    unexpected,
+)
 from stampede.registry import strategy_class
+from stampede.source import code_version
 from stampede.workers import drive as _drive
 
-__all__ = ["RunResult", "compare", "machine_exclusive", "run", "split_params"]
+__all__ = [
+    "RunResult",
+    "check_code",
+    "compare",
+    "machine_exclusive",
+    "redis_version",
+    "run",
+    "settled_stats",
+    "split_params",
+]
 
 LAB_COMMANDS = frozenset({"info", "hello", "flushall", "select", "auth"})
 
 _SETTLE_S = 0.5  # after the last response, background refreshes may still be reading
+IN_FLIGHT_WAIT_S = 10.0  # at most this long for origin reads still in flight after that
 
 
 @dataclass
@@ -108,22 +133,28 @@ def run(
     embedded lab for this run and stops it after. ``faults`` (a list of
     :class:`~stampede.config.Fault`) need an embedded lab; their timeline and measured effect
     land in ``summary["faults"]``. Every run checks that nothing was lost (sent = responses +
-    errors + timeouts) and raises :class:`LostRequests` otherwise.
+    errors + timeouts) and raises :class:`LostRequests` otherwise, and that every pod counted
+    the answers the generator got from it (:class:`OutcomeMismatch` otherwise). Pods that run
+    other code than this process are refused before anything is sent (:class:`CodeMismatch`).
+    ``summary["unexpected"]`` counts the run's ``fail_open`` answers, errors and Redis errors,
+    and is ``marked`` when the run injected no fault but saw some.
     """
     config, load, lab_config = split_params({"strategy": strategy, **params})
     check_schedule(lab_config.faults, load.duration_s)
     all_params = {**config.model_dump(), **load.model_dump(), **lab_config.model_dump()}
     fresh = fresh if fresh is not None else os.environ.get("STAMPEDE_FRESH") == "1"
-    cache_file = paths.runs_dir() / f"{_cache_key(all_params)}.json.gz"
-    if not fresh and cache_file.exists():
-        return _load(cache_file)
     if lab is None and os.environ.get("STAMPEDE_POD_URLS"):
         lab = Lab.from_env()  # `make lab`, compose: attach to the running lab
     if lab_config.faults and lab is not None and not lab.processes:
         raise ConfigError("faults need an embedded lab (PIDs to signal); this one is attached")
+    key = _cache_key(all_params, code_version(), redis_version(lab))
+    cache_file = paths.runs_dir() / f"{key}.json.gz"
+    if not fresh and cache_file.exists():
+        return _load(cache_file)
     own_lab = lab is None
     lab = lab or Lab.embedded(lab_config, config=config)
     try:
+        check_code(lab)
         with machine_exclusive():
             result = _measure(lab, config, load, all_params, progress, lab_config.faults)
     finally:
@@ -189,12 +220,14 @@ def _measure(
         raise
     events = injector.join()
     time.sleep(_SETTLE_S)
-    stats = lab.stats()
+    live = [i for i in range(len(lab.pods)) if i not in lab.dead]  # whose /stats answer
+    stats = settled_stats(lab, config)
     after = lab.commandstats()
     reads = pd.DataFrame(
         [(*r, s["pod"]) for s in stats for r in s["reads"]],
         columns=["start", "end", "item", "ok", "pod"],
     ).astype({"start": float, "end": float, "item": int, "ok": bool})
+    reads["in_flight"] = reads["end"].isna()  # still reading after IN_FLIGHT_WAIT_S: kept
     reads["t"] = reads["start"] - start
     records["t"] = records["t_send"] - start
     shape = RunShape.of(params)
@@ -204,12 +237,21 @@ def _measure(
             f"{summary['lost']} of {sent} requests were sent but neither answered, refused nor "
             f"timed out: {summary['accounting']}"
         )
+    killed = {f.pod for f in faults if f.kind == "pod_kill"}  # their counts died with them
+    counted = {i: s["outcomes"] for i, s in zip(live, stats, strict=True) if i not in killed}
+    if problems := outcome_mismatches(records, counted):
+        raise OutcomeMismatch(
+            "the pods' own outcome counts disagree with the answers the load generator got: "
+            + "; ".join(problems)
+        )
     if faults:
         summary["faults"] = {"events": events, "report": fault_report(records, reads, events)}
     counters: dict[str, int] = {}
     for s in stats:
         for k, v in s["counters"].items():
             counters[k] = counters.get(k, 0) + v
+    injected = bool(faults) or config.origin_error_rate > 0 or config.origin_slow_rate > 0
+    summary["unexpected"] = unexpected(records, counters, injected)
     commands = {k: v - before.get(k, 0) for k, v in after.items() if v - before.get(k, 0) > 0}
     for name in [c for c in commands if c in LAB_COMMANDS or c.startswith("client|")]:
         del commands[name]  # the lab's own bookkeeping and connection set-up, not coordination
@@ -225,19 +267,71 @@ def _measure(
     return RunResult(config.strategy, params, records, reads, summary, counters, commands)
 
 
-@lru_cache
-def code_version() -> str:
-    """Hash of the package's source: a code change invalidates every cached run."""
-    digest = hashlib.sha256()
-    root = Path(__file__).parent
-    for path in sorted(root.rglob("*.py")):
-        digest.update(path.relative_to(root).as_posix().encode())
-        digest.update(path.read_bytes())
-    return digest.hexdigest()[:16]
+def check_code(lab: Lab) -> None:
+    """Refuse a lab whose pods run other code than this process (:class:`CodeMismatch`).
+
+    Each pod reports the hash of the files it started from (``/health``, ``code``). A lab
+    started before an edit (``stampede lab up``, compose) would otherwise store the old code's
+    measurements under the new code's cache key.
+    """
+    ours = code_version()
+    for i, url in enumerate(lab.pods):
+        if i in lab.dead:
+            continue
+        try:
+            theirs = httpx.get(f"{url}/health", timeout=10).json().get("code")
+        except (httpx.HTTPError, ValueError) as exc:
+            raise LabError(f"pod {url} did not answer /health: {exc}") from None
+        if theirs != ours:
+            raise CodeMismatch(
+                f"pod {url} runs code {theirs or '(none reported: older than this check)'}, "
+                f"this process runs code {ours}: restart the lab on this code "
+                "(`stampede lab down` then `up`; compose: rebuild the image) or run without it"
+            )
 
 
-def _cache_key(params: dict[str, Any]) -> str:
-    blob = json.dumps({"params": params, "code": code_version()}, sort_keys=True)
+def redis_version(lab: Lab | None = None) -> str:
+    """The redis-server version a run measures, part of its cache key.
+
+    The lab's own (``INFO server``), or without a lab the one an embedded lab would start
+    (``redis-server --version`` of :func:`~stampede.lab.find_redis_server`).
+    """
+    if lab is not None:
+        with lab.redis() as client:
+            return str(client.info("server")["redis_version"])
+    server = find_redis_server()
+    out = subprocess.run([server, "--version"], capture_output=True, text=True, timeout=30)
+    if found := re.search(r"\bv=(\S+)", out.stdout):
+        return found[1]
+    raise LabError(f"`{server} --version` printed no version: {out.stdout or out.stderr!r}")
+
+
+def settled_stats(
+    lab: Lab, config: StrategyConfig, limit_s: float = IN_FLIGHT_WAIT_S
+) -> list[dict[str, Any]]:
+    """The pods' ``/stats`` once no origin read is in flight, waiting at most ``limit_s``.
+
+    A background refresh can still be reading when the last response came back. Its read is
+    in the log from its start (``end`` None); this waits, for as long as the run's reads can
+    take, for it to end, so its outcome is known. One still running after ``limit_s`` stays in
+    the log, marked in flight.
+    """
+    deadline = time.time() + limit_s
+    longest = config.origin_latency_ms + (config.origin_slow_ms if config.origin_slow_rate else 0)
+    if config.origin_timeout_ms is not None:
+        longest = min(longest, config.origin_timeout_ms)
+    while True:
+        stats = lab.stats()
+        starts = [r[0] for s in stats for r in s["reads"] if r[1] is None]
+        now = time.time()
+        if not starts or now >= deadline:
+            return stats
+        time.sleep(min(deadline, max(max(starts) + longest / 1000, now) + 0.05) - now)
+
+
+def _cache_key(params: dict[str, Any], code: str, redis: str) -> str:
+    """Every parameter, the measured code's hash and the redis-server version."""
+    blob = json.dumps({"params": params, "code": code, "redis": redis}, sort_keys=True)
     return f"{params['strategy']}-{hashlib.sha256(blob.encode()).hexdigest()[:20]}"
 
 
