@@ -58,7 +58,7 @@ book: html browser  ## THE MAIN JOB: regenerate every figure and build the book
 lab: setup  ## JupyterLab with the lab running; Ctrl-C stops both (LAB_ARGS: more jupyter lab options)
 	@lab="$$($(BIN)/stampede lab up --json)" || exit 1; \
 	  trap '$(BIN)/stampede lab down > /dev/null' EXIT; trap 'exit 130' INT TERM; \
-	  eval "$$(printf '%s' "$$lab" | $(BIN)/python -c 'import json,sys; s=json.load(sys.stdin); print("export STAMPEDE_POD_URLS=" + ",".join(s["pods"]) + " STAMPEDE_REDIS_URL=" + s["redis"])')"; \
+	  eval "$$(printf '%s' "$$lab" | $(BIN)/python -c 'import json,sys; s=json.load(sys.stdin); print("export STAMPEDE_POD_URLS=" + ",".join(s["pods"]) + " STAMPEDE_REDIS_URL=" + s["redis"] + " STAMPEDE_LAB_SECRET=" + s["secret"])')"; \
 	  root=""; if [ "$$(id -u)" -eq 0 ]; then root="--allow-root"; fi; \
 	  $(BIN)/jupyter lab $$root $(LAB_ARGS) chapters/
 

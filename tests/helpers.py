@@ -8,6 +8,7 @@ import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
+from stampede.lab import Lab
 from stampede.strategies import Strategy
 
 ORIGIN_LATENCY_S = 0.05  # the in-process origin: slow enough for a herd to form
@@ -29,6 +30,11 @@ def child_pids() -> set[int]:
         if int(fields[1]) == me and fields[0] != "Z":
             found.add(int(entry.name))
     return found
+
+
+def bearer(lab: Lab) -> dict[str, str]:
+    """The ``Authorization`` header every ``/admin`` call of ``lab`` needs."""
+    return {"Authorization": f"Bearer {lab.secret}"}
 
 
 class Clock:

@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -110,8 +111,11 @@ def test_lab_up_status_down(dirs: dict[str, str], capsys: pytest.CaptureFixture[
     try:
         assert code == 0, err
         info = json.loads(out)
-        assert set(info) == {"pods", "redis"}
-        assert len(info["pods"]) == 2 and info["redis"].startswith("redis://127.0.0.1:")
+        assert set(info) == {"pods", "redis", "secret"}
+        assert len(info["pods"]) == 2
+        redis_at = urlsplit(info["redis"])
+        assert (redis_at.hostname, redis_at.password) == ("127.0.0.1", info["secret"])
+        assert state_file.stat().st_mode & 0o077 == 0  # the secret's file: this user's only
         for url in info["pods"]:
             resp = httpx.get(f"{url}/items/1", timeout=10)
             assert resp.status_code == 200
@@ -120,6 +124,7 @@ def test_lab_up_status_down(dirs: dict[str, str], capsys: pytest.CaptureFixture[
 
         code, out, _ = run_main(capsys, "lab", "status", "--json")
         assert code == 0 and json.loads(out)["healthy"] == [True, True]
+        assert info["secret"] not in out  # status does not print it
 
         code, _, err = run_main(capsys, "lab", "up")  # a second lab while one is up: refused
         assert code == 1 and "already up" in err
@@ -132,6 +137,37 @@ def test_lab_up_status_down(dirs: dict[str, str], capsys: pytest.CaptureFixture[
         for pid in pids:  # only if the test failed before `lab down`: the PIDs it started
             if procs.pid_alive(pid):
                 procs.stop_pid(pid)
+
+
+@pytest.mark.parametrize("reused", [True, False])
+def test_lab_down_signals_a_recorded_pid_only_while_its_start_time_matches(
+    dirs: dict[str, str], capsys: pytest.CaptureFixture[str], reused: bool
+) -> None:
+    """PID reuse: a recorded PID whose start time differs is someone else's process."""
+    sleeper = subprocess.Popen(["sleep", "120"])  # stands in for the process that now has the PID
+    try:
+        ticks = procs.start_ticks(sleeper.pid)
+        assert ticks is not None
+        recorded = ticks - 1 if reused else ticks  # the PID's earlier owner started before it
+        state = {
+            "pods": ["http://127.0.0.1:9"], "redis": "redis://127.0.0.1:9/0", "secret": "s",
+            "pids": [sleeper.pid],
+            "processes": [{"name": "pod-1", "pid": sleeper.pid, "start_ticks": recorded}],
+        }  # fmt: skip
+        (Path(dirs["STAMPEDE_STATE_DIR"]) / "lab-up.json").parent.mkdir(exist_ok=True)
+        (Path(dirs["STAMPEDE_STATE_DIR"]) / "lab-up.json").write_text(json.dumps(state))
+        code, out, _ = run_main(capsys, "lab", "down")
+        assert code == 0
+        if reused:
+            assert sleeper.poll() is None, "lab down signalled a reused PID"
+            assert f"left PIDs [{sleeper.pid}] alone" in out and "stopped 0" in out
+        else:
+            assert sleeper.wait(timeout=10) == -15  # SIGTERM, through the pidfd
+            assert "stopped 1 lab processes" in out
+        assert not (Path(dirs["STAMPEDE_STATE_DIR"]) / "lab-up.json").exists()
+    finally:
+        sleeper.kill()
+        sleeper.wait()
 
 
 def test_run_json_has_every_documented_key(dirs: dict[str, str]) -> None:

@@ -135,6 +135,7 @@ def test_run_attaches_to_a_lab_named_in_the_environment(
 ) -> None:
     monkeypatch.setenv("STAMPEDE_POD_URLS", ",".join(lab.pods))
     monkeypatch.setenv("STAMPEDE_REDIS_URL", lab.redis_url)
+    monkeypatch.setenv("STAMPEDE_LAB_SECRET", lab.secret or "")
     monkeypatch.setenv("STAMPEDE_DATA_DIR", str(tmp_path))
 
     def no_embedded(*args: Any, **kwargs: Any) -> Lab:

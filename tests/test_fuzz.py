@@ -15,6 +15,7 @@ import pytest
 from stampede.config import PodSettings, StrategyConfig
 from stampede.lab import Lab
 from stampede.pod import create_app
+from tests.helpers import bearer
 
 schemathesis = pytest.importorskip("schemathesis")
 
@@ -46,7 +47,9 @@ def test_generated_requests_never_get_an_undocumented_5xx(case: Any, pod_url: st
 )
 def test_a_malformed_configuration_is_a_422_with_one_line(lab: Lab, body: str) -> None:
     resp = httpx.post(
-        f"{lab.pods[0]}/admin/config", content=body, headers={"content-type": "application/json"}
+        f"{lab.pods[0]}/admin/config",
+        content=body,
+        headers={"content-type": "application/json", **bearer(lab)},
     )
     assert resp.status_code == 422
     assert "\n" not in resp.json()["detail"]

@@ -3,19 +3,25 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import socket
 import sys
+import threading
 from collections import Counter
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any, ClassVar
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
+import redis
 
 import stampede
 import stampede.lab
-from stampede import procs
+from stampede import auth, procs
 from stampede.config import LabConfig, StrategyConfig
 from stampede.errors import PortInUse, ProcessFailed, RedisNotFound
 from stampede.lab import Lab
@@ -203,3 +209,154 @@ def test_pid_alive_of_this_process_and_of_a_reaped_child() -> None:
     child = procs.start("true", ["true"], log_path=Path(os.devnull))
     child.popen.wait()
     assert not procs.pid_alive(child.pid)
+
+
+def test_start_ticks_name_one_process_for_good() -> None:
+    child = procs.start("sleep", ["sleep", "30"], log_path=Path(os.devnull))
+    try:
+        assert child.start_ticks is not None
+        assert child.start_ticks == procs.start_ticks(child.pid)
+        assert procs.same_process(child.pid, child.start_ticks)
+        assert not procs.same_process(child.pid, child.start_ticks + 1)  # a reused PID
+        assert not procs.stop_pid(child.pid, ticks=child.start_ticks + 1)
+        assert child.alive()  # left alone
+        assert procs.stop_pid(child.pid, ticks=child.start_ticks)
+        assert child.popen.wait(timeout=10) == -15
+    finally:
+        child.stop()
+    assert procs.start_ticks(child.pid) is None  # reaped
+
+
+# ---- the lab's Redis and the secret (threat model: stampede.pod) ----------------------------
+def test_the_labs_redis_refuses_a_client_without_the_password(lab: Lab) -> None:
+    port = int(urlsplit(lab.redis_url).port or 0)
+    with pytest.raises(redis.AuthenticationError), redis.Redis(port=port) as anonymous:
+        anonymous.ping()
+    with pytest.raises(redis.AuthenticationError), redis.Redis(port=port, password="x") as wrong:
+        wrong.ping()
+    with lab.redis() as client:  # the URL carries the secret
+        assert client.ping()
+    assert auth.url_password(lab.redis_url) == lab.secret
+    cmdline = Path(f"/proc/{lab.pids[0]}/cmdline").read_bytes()
+    assert lab.secret and lab.secret.encode() not in cmdline  # `ps` does not show it
+    assert lab.secret not in repr(lab)
+
+
+def test_configure_refuses_without_the_secret_and_flushes_nothing(
+    lab: Lab, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    lab.configure(StrategyConfig(strategy="naive", origin_latency_ms=10))
+    monkeypatch.delenv("STAMPEDE_LAB_SECRET", raising=False)
+    attached = Lab.attach(lab.pods, lab.redis_url)
+    with lab.redis() as client:
+        client.set("kept", b"1")
+        with pytest.raises(stampede.LabError, match=r"no lab secret\. Set STAMPEDE_LAB_SECRET"):
+            attached.configure(StrategyConfig(strategy="swr"))
+        with pytest.raises(stampede.LabError, match="refused the reset"):
+            attached.reset()
+        assert client.get("kept") == b"1"  # not flushed
+    assert {s["config"]["strategy"] for s in lab.stats()} == {"naive"}  # not reconfigured
+    attached.stop()
+
+
+def test_an_attached_lab_named_with_the_secret_configures_and_flushes(
+    lab: Lab, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("STAMPEDE_POD_URLS", ",".join(lab.pods))
+    monkeypatch.setenv("STAMPEDE_REDIS_URL", lab.redis_url)
+    monkeypatch.setenv("STAMPEDE_LAB_SECRET", lab.secret or "")
+    attached = Lab.from_env()
+    with lab.redis() as client:
+        client.set("flushed", b"1")
+        attached.configure(StrategyConfig(strategy="swr", origin_latency_ms=10))
+        assert client.exists("flushed") == 0
+    assert {s["config"]["strategy"] for s in lab.stats()} == {"swr"}
+    attached.stop()
+
+
+def test_configure_never_flushes_a_redis_that_does_not_demand_the_secret(
+    lab: Lab, redis_url: str
+) -> None:
+    """A foreign Redis (no password), even named with the right secret: refused, kept."""
+    lab.configure(StrategyConfig(strategy="naive", origin_latency_ms=10))
+    foreign = urlsplit(redis_url)
+    with redis.Redis.from_url(redis_url) as client:
+        client.set("theirs", b"1")
+        for url, said in [
+            (auth.redis_url("127.0.0.1", foreign.port or 0, lab.secret), "without a password"),
+            (redis_url, "does not carry this lab's secret"),
+            (auth.redis_url("127.0.0.1", foreign.port or 0, "other"), "does not carry"),
+        ]:
+            attached = Lab.attach(lab.pods, url, secret=lab.secret)
+            with pytest.raises(stampede.LabError, match=said) as caught:
+                attached.configure(StrategyConfig(strategy="swr"))
+            assert lab.secret not in str(caught.value)  # messages show the URL redacted
+            attached.stop()
+        assert client.get("theirs") == b"1"
+    assert {s["config"]["strategy"] for s in lab.stats()} == {"naive"}
+
+
+class ForeignHealth(BaseHTTPRequestHandler):
+    """Someone else's web server: answers every GET 200 with a plausible /health."""
+
+    posts: ClassVar[list[str]] = []
+
+    def do_GET(self) -> None:
+        body = json.dumps({"status": "ok", "pod": "pod-1", "strategy": "naive"}).encode()
+        self.send_response(200)
+        self.send_header("content-type", "application/json")
+        self.send_header("content-length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_POST(self) -> None:
+        self.posts.append(self.path)
+        self.send_response(200)
+        self.end_headers()
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def foreign_http() -> Iterator[int]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), ForeignHealth)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server.server_address[1]
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def hand_out(monkeypatch: pytest.MonkeyPatch, *ports: int) -> None:
+    """``free_port()`` returns these ports first: the race, with the foreign side winning."""
+    queue = list(ports)
+    real = procs.free_port
+    monkeypatch.setattr(procs, "free_port", lambda: queue.pop(0) if queue else real())
+
+
+def test_a_foreign_http_listener_on_a_pods_port_is_port_in_use(
+    foreign_http: int, monkeypatch: pytest.MonkeyPatch, no_new_children: None
+) -> None:
+    """It took the port between free_port() and the pod's start, and answers /health 200."""
+    hand_out(monkeypatch, procs.free_port(), foreign_http)  # Redis's port, then the pod's
+    with pytest.raises(PortInUse, match=rf"127.0.0.1:{foreign_http} is answered by another"):
+        Lab.embedded(LabConfig(pods=1))
+    assert ForeignHealth.posts == []  # nothing was configured there
+
+
+def test_a_foreign_redis_on_the_redis_port_is_port_in_use_and_is_not_flushed(
+    redis_url: str, monkeypatch: pytest.MonkeyPatch, no_new_children: None
+) -> None:
+    foreign = urlsplit(redis_url).port or 0
+    with redis.Redis.from_url(redis_url) as client:
+        client.set("theirs", b"1")
+        hand_out(monkeypatch, foreign)
+        with (
+            pytest.raises(PortInUse, match=rf"port {foreign} .*redis"),
+            Lab.embedded(LabConfig(pods=1)) as lab,
+        ):
+            lab.configure(StrategyConfig())
+        assert client.get("theirs") == b"1"

@@ -5,7 +5,8 @@ The test runs the real Makefile target headless (``LAB_ARGS``: no browser, a fre
 ``--allow-root`` comes from the Makefile itself when the user is root, as on these machines),
 waits (bounded) until the Jupyter server and every pod answer, starts a kernel through the
 server's REST API and runs one cell over the kernel's websocket, the way a chapter reaches the
-lab (``Lab.from_env()`` through ``STAMPEDE_POD_URLS``), then sends SIGINT to the whole process
+lab (``Lab.from_env()`` through ``STAMPEDE_POD_URLS``, an ``/admin`` call with the exported
+``STAMPEDE_LAB_SECRET``), then sends SIGINT to the whole process
 group, as a terminal's Ctrl-C does, and checks that no process it started is left and that the
 ports are closed. The lab's state goes to a temporary ``STAMPEDE_STATE_DIR``, so a lab the
 developer has up is not touched.
@@ -41,6 +42,7 @@ CELL = """\
 import os
 from stampede.lab import Lab
 lab = Lab.from_env()
+lab.reset()  # an /admin call: needs the STAMPEDE_LAB_SECRET that make lab exported
 print(json.dumps({"pods": lab.pods, "env": os.environ["STAMPEDE_POD_URLS"].split(","),
                   "healthy": lab.health()}))
 """
@@ -119,6 +121,7 @@ def make_lab(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], int, str
     }
     env.pop("STAMPEDE_POD_URLS", None)
     env.pop("STAMPEDE_REDIS_URL", None)
+    env.pop("STAMPEDE_LAB_SECRET", None)  # it must come from make lab's export
     # -o: the virtualenv running this test is the one make would (re)build; do not rebuild it.
     cmd = ["make", "--no-print-directory", "-o", ".venv/.installed", "lab"]
     with log.open("wb") as out:

@@ -3,20 +3,23 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
 
+from stampede import auth, paths, procs
 from stampede.config import StrategyConfig
-from stampede.lab import Lab
+from stampede.lab import Lab, pod_command, pod_env
 from stampede.load import server_ms
 from stampede.source import code_version
+from tests.helpers import bearer
 
 
 @pytest.fixture
 def http(lab: Lab) -> Iterator[httpx.Client]:
     lab.configure(StrategyConfig(strategy="single_flight", origin_latency_ms=10))
-    with httpx.Client(base_url=lab.pods[0], timeout=10) as client:
+    with httpx.Client(base_url=lab.pods[0], timeout=10, headers=bearer(lab)) as client:
         yield client
 
 
@@ -84,11 +87,12 @@ def test_out_of_range_admin_config_is_422(http: httpx.Client) -> None:
 
 def test_health_shape(lab: Lab) -> None:
     lab.configure(StrategyConfig(strategy="swr"))
-    for i, url in enumerate(lab.pods, start=1):
+    for i, (url, pid) in enumerate(zip(lab.pods, lab.pids[1:], strict=True), start=1):
         assert httpx.get(f"{url}/health").json() == {
             "status": "ok",
             "pod": f"pod-{i}",
             "strategy": "swr",
+            "pid": pid,  # what the lab's readiness probe matches against the PID it started
             "code": code_version(),  # the code this pod started from: run() checks it
         }
 
@@ -151,3 +155,98 @@ def test_a_redis_that_answers_with_an_error_is_503_not_fail_open(lab: Lab) -> No
     stats = lab.stats()[0]
     assert stats["outcomes"].get("fail_open", 0) == 0
     assert stats["counters"]["redis_errors:OutOfMemoryError"] == 1
+
+
+# ---- the control plane: the lab secret and the Host check (threat model: stampede.pod) -----
+def counts(lab: Lab) -> list[tuple[str, dict[str, int], int]]:
+    """What a refused call must not change: each pod's strategy, outcome counts, origin reads."""
+    return [(s["config"]["strategy"], s["outcomes"], len(s["reads"])) for s in lab.stats()]
+
+
+@pytest.mark.parametrize(
+    ("headers", "said"),
+    [
+        ({}, "needs Authorization: Bearer"),
+        ({"Authorization": "Bearer not-the-secret"}, "does not carry this lab's secret"),
+        ({"Authorization": "Basic dXNlcjpwYXNz"}, "does not carry this lab's secret"),
+    ],
+)
+def test_admin_without_the_secret_is_403_and_changes_nothing(
+    http: httpx.Client, lab: Lab, headers: dict[str, str], said: str
+) -> None:
+    http.get("/items/4")
+    before = counts(lab)
+    for url in lab.pods:
+        for path, body in [("/admin/reset", None), ("/admin/config", {"strategy": "naive"})]:
+            resp = httpx.post(f"{url}{path}", json=body, headers=headers, timeout=10)
+            assert resp.status_code == 403, (url, path)
+            assert said in one_line_detail(resp)
+    assert counts(lab) == before  # no reset, still single_flight
+    assert httpx.get(f"{lab.pods[0]}/items/4").headers["x-cache"] == "hit"  # cache kept
+
+
+def test_admin_with_the_secret_in_another_case_of_bearer_is_accepted(lab: Lab) -> None:
+    headers = {"Authorization": f"bearer {lab.secret}"}  # the scheme is case-insensitive
+    assert httpx.post(f"{lab.pods[0]}/admin/reset", headers=headers).status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [("GET", "/items/1"), ("GET", "/items/abc"), ("GET", "/health"), ("GET", "/stats"),
+     ("GET", "/openapi.json"), ("POST", "/admin/reset")],
+)  # fmt: skip
+def test_a_foreign_host_is_403_on_every_route_and_changes_nothing(
+    http: httpx.Client, lab: Lab, method: str, path: str
+) -> None:
+    """DNS rebinding: a page of evil.example reaches 127.0.0.1 under its own name."""
+    http.get("/items/4")
+    before = counts(lab)
+    resp = http.request(method, path, headers={"Host": "evil.example"})  # the secret, too
+    assert resp.status_code == 403
+    assert "'evil.example' is not one of this pod's addresses" in one_line_detail(resp)
+    assert counts(lab) == before  # no origin read, no count, no reset
+
+
+def test_the_pods_own_loopback_names_are_admitted_and_other_ports_are_not(lab: Lab) -> None:
+    port = int(lab.pods[0].rsplit(":", 1)[1])
+    for host, status in [
+        (f"127.0.0.1:{port}", 200), (f"localhost:{port}", 200), (f"LOCALHOST:{port}", 200),
+        (f"[::1]:{port}", 200), (f"127.0.0.1:{port + 1}", 403), ("127.0.0.1", 403),
+        (f"127.0.0.2:{port}", 403), (f"evil.example:{port}", 403), ("", 403),
+    ]:  # fmt: skip
+        resp = httpx.get(f"{lab.pods[0]}/items/1", headers={"Host": host}, timeout=10)
+        assert resp.status_code == status, host
+
+
+def test_names_in_allowed_hosts_are_admitted(lab: Lab, tmp_path: Path) -> None:
+    """What compose and k8s set: their service names (any port) and exact host:port entries."""
+    port = procs.free_port()
+    env = pod_env("pod-x", lab.redis_url, paths.origin_path(), StrategyConfig(), lab.secret or "")
+    env[auth.ALLOWED_HOSTS_ENV] = "pod-x, Proxy.Example:8443"
+    pod = procs.start("pod-x", pod_command(port), log_path=tmp_path / "pod-x.log", env=env)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        pod.wait_ready(lambda: httpx.get(f"{url}/health", timeout=1).status_code == 200, 90)
+        for host, status in [
+            ("pod-x:8000", 200), ("pod-x", 200), ("proxy.example:8443", 200),
+            ("proxy.example:8444", 403), ("pod-y:8000", 403), (f"127.0.0.1:{port}", 200),
+        ]:  # fmt: skip
+            resp = httpx.get(f"{url}/health", headers={"Host": host}, timeout=10)
+            assert resp.status_code == status, host
+    finally:
+        pod.stop()
+
+
+def test_a_pod_without_a_secret_keeps_admin_closed(lab: Lab, tmp_path: Path) -> None:
+    port = procs.free_port()
+    env = pod_env("pod-x", lab.redis_url, paths.origin_path(), StrategyConfig(), "")
+    pod = procs.start("pod-x", pod_command(port), log_path=tmp_path / "pod-x.log", env=env)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        pod.wait_ready(lambda: httpx.get(f"{url}/health", timeout=1).status_code == 200, 90)
+        for headers in [{}, {"Authorization": "Bearer x"}, {"Authorization": "Bearer"}]:
+            resp = httpx.post(f"{url}/admin/reset", headers=headers)
+            assert resp.status_code == 403
+            assert "started without STAMPEDE_LAB_SECRET" in one_line_detail(resp)
+    finally:
+        pod.stop()

@@ -26,7 +26,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from stampede import paths, procs
+from stampede import auth, paths, procs
 from stampede.config import LabConfig, LoadConfig, StrategyConfig, validated
 from stampede.errors import ConfigError, StampedeError
 from stampede.lab import Lab, load_state, save_state
@@ -55,7 +55,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _lab_up(args: argparse.Namespace) -> int:
     state_path = paths.state_dir() / STATE_FILE
     state = load_state(state_path)
-    if state and any(procs.pid_alive(p) for p in state.get("pids", [])):
+    if state and _recorded_alive(state):
         raise StampedeError(f"a lab is already up ({state['pods']}); `stampede lab down` first")
     config = validated(StrategyConfig, **_picked(args, StrategyConfig))
     lab_config = validated(LabConfig, **_picked(args, LabConfig))
@@ -64,7 +64,9 @@ def _lab_up(args: argparse.Namespace) -> int:
     lab.configure(config)
     save_state(lab, state_path)
     lab.processes.clear()  # hand the PIDs over to `lab down`: leaving must not stop them
-    info = {"pods": lab.pods, "redis": lab.redis_url}
+    # the secret is printed for `make lab` to export (STAMPEDE_LAB_SECRET); it is in the
+    # Redis URL too, and in the state file, which only this user can read
+    info = {"pods": lab.pods, "redis": lab.redis_url, "secret": lab.secret}
     print(json.dumps(info) if args.json else _lines(info))
     return 0
 
@@ -75,12 +77,29 @@ def _lab_down(args: argparse.Namespace) -> int:
     if not state:
         print("no lab is up")
         return 0
-    for pid in reversed(state.get("pids", [])):
-        if _is_lab_process(pid):
-            procs.stop_pid(pid)
+    stopped, left = 0, []
+    for entry in reversed(state.get("processes", [])):
+        # only a PID whose start time still matches: a reused PID is someone else's process
+        pid, ticks = entry["pid"], entry.get("start_ticks")
+        if ticks is not None and procs.stop_pid(pid, ticks=ticks):
+            stopped += 1
+        elif procs.pid_alive(pid):
+            left.append(pid)
     state_path.unlink(missing_ok=True)
-    print(f"stopped {len(state.get('pids', []))} lab processes")
+    note = (
+        f"; left PIDs {left} alone: not the processes `lab up` started (reused PIDs)"
+        if left
+        else ""
+    )
+    print(f"stopped {stopped} lab processes{note}")
     return 0
+
+
+def _recorded_alive(state: dict[str, Any]) -> bool:
+    """Whether a process ``lab up`` recorded still runs (same PID *and* start time)."""
+    return any(
+        procs.same_process(e["pid"], e.get("start_ticks")) for e in state.get("processes", [])
+    )
 
 
 def _lab_status(args: argparse.Namespace) -> int:
@@ -88,10 +107,12 @@ def _lab_status(args: argparse.Namespace) -> int:
     if not state:
         print(json.dumps({"up": False}) if args.json else "no lab is up")
         return 1
-    lab = Lab.attach(state["pods"], state["redis"])
+    lab = Lab.attach(state["pods"], state["redis"], secret=state.get("secret"))
     healthy = lab.health()
     lab.stop()
-    info = {"up": all(healthy), **state, "healthy": healthy}
+    shown = {k: v for k, v in state.items() if k != "secret"}  # in the state file, not printed
+    shown["redis"] = auth.redacted(state["redis"])
+    info = {"up": all(healthy), **shown, "healthy": healthy}
     print(json.dumps(info) if args.json else _lines(info))
     return 0 if all(healthy) else 1
 
@@ -104,7 +125,10 @@ def _run(args: argparse.Namespace) -> int:
     lab = None
     if args.attach:
         state = load_state(paths.state_dir() / STATE_FILE)
-        lab = Lab.attach(state["pods"], state["redis"]) if state else Lab.from_env()
+        if state:
+            lab = Lab.attach(state["pods"], state["redis"], secret=state.get("secret"))
+        else:
+            lab = Lab.from_env()
     result = run(
         lab=lab, fresh=args.fresh or None, progress=not args.json, backend=args.backend, **params
     )
@@ -170,7 +194,9 @@ def _parser() -> argparse.ArgumentParser:
     up = lab_sub.add_parser("up", help="start Redis and the pods in the background")
     _add_model_options(up, StrategyConfig)
     _add_model_options(up, LabConfig)
-    up.add_argument("--json", action="store_true", help='print {"pods": [...], "redis": "..."}')
+    up.add_argument(
+        "--json", action="store_true", help='print {"pods": [...], "redis": "...", "secret": "..."}'
+    )
     up.set_defaults(func=_lab_up)
     down = lab_sub.add_parser("down", help="stop the lab that `lab up` started")
     down.set_defaults(func=_lab_down)
@@ -248,16 +274,6 @@ def _picked(args: argparse.Namespace, model: type[BaseModel]) -> dict[str, Any]:
 
 
 # ---- output ------------------------------------------------------------------------------
-def _is_lab_process(pid: int) -> bool:
-    """Only stop a recorded PID if it still runs a lab program (PIDs get reused)."""
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as fh:
-            cmdline = fh.read()
-    except OSError:
-        return False
-    return b"redis-server" in cmdline or b"stampede.pod" in cmdline
-
-
 def _lines(info: dict[str, Any]) -> str:
     return "\n".join(f"{k}: {v}" for k, v in info.items())
 

@@ -17,7 +17,15 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from stampede.errors import ConfigError
@@ -168,6 +176,12 @@ class PodSettings(StrategyConfig, BaseSettings):
     redis_url: str = "redis://127.0.0.1:6379/0"
     origin_path: Path = Path("data/origin.sqlite3")
     pod_name: str = "pod-1"
+    lab_secret: SecretStr = Field(
+        SecretStr(""), description="bearer token of /admin (STAMPEDE_LAB_SECRET); empty: closed"
+    )
+    allowed_hosts: str = Field(
+        "", description="Host names answered besides loopback (STAMPEDE_ALLOWED_HOSTS, a,b:port)"
+    )
 
     def strategy_config(self) -> StrategyConfig:
         return StrategyConfig(**{k: getattr(self, k) for k in StrategyConfig.model_fields})

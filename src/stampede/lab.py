@@ -9,12 +9,22 @@ notebook never cares which launcher is behind it.
 An embedded lab can also be broken on purpose (:mod:`stampede.injector`): ``restart_redis``,
 ``kill_pod`` and ``start_pod`` act on the PIDs it started, and ``stop()`` copes with a process
 that is already dead.
+
+Each embedded lab makes its own secret (:func:`stampede.auth.new_secret`): the pods get it as
+``STAMPEDE_LAB_SECRET`` and require it on ``/admin``, ``redis-server`` gets it as
+``requirepass`` (through stdin, never its command line) and every Redis URL carries it as the
+password. An attached lab reads it from ``STAMPEDE_LAB_SECRET``. Readiness probes prove they
+reached *our* process (the pod's ``/health`` PID, Redis' ``process_id`` behind our password):
+a foreign listener that took a port between :func:`~stampede.procs.free_port` and the start is
+:class:`PortInUse`, not a lab. And :meth:`Lab.configure` flushes only a Redis that demands the
+lab's secret. Why: the threat model in :mod:`stampede.pod`.
 """
 
 from __future__ import annotations
 
 import atexit
 import contextlib
+import hmac
 import json
 import os
 import shutil
@@ -31,7 +41,7 @@ from typing import Any, TypeVar
 import httpx
 import redis
 
-from stampede import paths, procs
+from stampede import auth, paths, procs
 from stampede.config import LabConfig, StrategyConfig
 from stampede.errors import LabError, PortInUse, ProcessFailed, RedisNotFound
 from stampede.origin import ensure_origin
@@ -94,12 +104,15 @@ def pod_command(port: int, host: str = "127.0.0.1", app: str = POD_APP) -> list[
     ]  # fmt: skip
 
 
-def pod_env(name: str, redis_url: str, origin: Path, config: StrategyConfig) -> dict[str, str]:
+def pod_env(
+    name: str, redis_url: str, origin: Path, config: StrategyConfig, secret: str
+) -> dict[str, str]:
     """The pod's environment (``STAMPEDE_*``), the contract the compose file follows too."""
     env = {
         "STAMPEDE_POD_NAME": name,
         "STAMPEDE_REDIS_URL": redis_url,
         "STAMPEDE_ORIGIN_PATH": str(origin),
+        auth.SECRET_ENV: secret,
     }
     for field, value in config.model_dump(exclude_none=True).items():
         env[f"STAMPEDE_{field.upper()}"] = str(value)
@@ -114,11 +127,14 @@ class Lab:
         pods: Sequence[str],
         redis_url: str,
         processes: Sequence[procs.ManagedProcess] = (),
+        *,
+        secret: str | None = None,
     ) -> None:
         if not pods:
             raise LabError("a lab needs at least one pod URL")
         self.pods = list(pods)
         self.redis_url = redis_url
+        self.secret = secret or None
         self.processes = list(processes)
         self.config: StrategyConfig | None = None
         self.log_dir: Path | None = None
@@ -157,12 +173,13 @@ class Lab:
         temporary_logs = log_dir is None
         log_dir = log_dir or Path(tempfile.mkdtemp(prefix="stampede-lab-"))
         origin = ensure_origin(paths.origin_path(), lab.origin_items)
+        secret = auth.new_secret()
         started: list[procs.ManagedProcess] = []
         try:
-            started.append(_start_redis(server, redis_port, log_dir, owned))
-            redis_url = f"redis://127.0.0.1:{redis_port}/0"
+            started.append(_start_redis(server, redis_port, log_dir, owned, secret))
+            redis_url = auth.redis_url("127.0.0.1", redis_port, secret)
             for i, port in enumerate(ports, start=1):
-                env = pod_env(f"pod-{i}", redis_url, origin, config)
+                env = pod_env(f"pod-{i}", redis_url, origin, config, secret)
                 started.append(
                     procs.start(
                         f"pod-{i}", pod_command(port), log_path=log_dir / f"pod-{i}.log",
@@ -176,7 +193,7 @@ class Lab:
             for proc in reversed(started):
                 proc.stop()
             raise
-        instance = cls(urls, redis_url, started)
+        instance = cls(urls, redis_url, started, secret=secret)
         instance.config = config
         instance.log_dir = log_dir
         instance._remove_logs = temporary_logs
@@ -185,13 +202,19 @@ class Lab:
         return instance
 
     @classmethod
-    def attach(cls, pods: Sequence[str], redis_url: str) -> Lab:
-        """Reach a running lab (compose, ``stampede lab up``); ``stop()`` leaves it running."""
-        return cls(pods, redis_url)
+    def attach(cls, pods: Sequence[str], redis_url: str, secret: str | None = None) -> Lab:
+        """Reach a running lab (compose, ``stampede lab up``); ``stop()`` leaves it running.
+
+        ``secret`` defaults to ``STAMPEDE_LAB_SECRET``. Without it the lab can read (``stats``,
+        ``health``) but not :meth:`configure`: the pods refuse ``/admin`` and a Redis this
+        process did not start is never flushed.
+        """
+        return cls(pods, redis_url, secret=secret or os.environ.get(auth.SECRET_ENV))
 
     @classmethod
     def from_env(cls) -> Lab:
-        """Attach through ``STAMPEDE_POD_URLS`` (comma-separated) and ``STAMPEDE_REDIS_URL``."""
+        """Attach through ``STAMPEDE_POD_URLS`` (comma-separated), ``STAMPEDE_REDIS_URL`` (with
+        the password, ``redis://:<secret>@host:port/0``) and ``STAMPEDE_LAB_SECRET``."""
         pods = [u.strip() for u in os.environ.get("STAMPEDE_POD_URLS", "").split(",") if u]
         redis_url = os.environ.get("STAMPEDE_REDIS_URL", "")
         if not pods or not redis_url:
@@ -200,9 +223,15 @@ class Lab:
 
     # ---- running ---------------------------------------------------------------------
     def configure(self, config: StrategyConfig) -> None:
-        """Put every pod on ``config`` and flush Redis: a run never mixes two configurations."""
+        """Put every pod on ``config`` and flush Redis: a run never mixes two configurations.
+
+        Refused (:class:`LabError`, nothing changed) without the lab secret, and for a Redis
+        that does not prove it is this lab's: it must refuse a client without a password and
+        accept the secret (:meth:`check_redis`). ``FLUSHALL`` never reaches anyone else's Redis.
+        """
+        self.check_redis()
         for url in self.pods:
-            resp = self._http.post(f"{url}/admin/config", json=config.model_dump())
+            resp = self._admin(url, "config", config.model_dump())
             if resp.status_code != 200:
                 raise LabError(f"pod {url} refused the configuration: {resp.text}")
         with self.redis() as client:
@@ -212,7 +241,51 @@ class Lab:
     def reset(self) -> None:
         """Clear the pods' counters and origin logs (keeps the cache)."""
         for url in self.pods:
-            self._http.post(f"{url}/admin/reset").raise_for_status()
+            resp = self._admin(url, "reset")
+            if resp.status_code != 200:
+                raise LabError(f"pod {url} refused the reset: {resp.text}")
+
+    def check_redis(self) -> None:
+        """Raise :class:`LabError` unless Redis is provably this lab's (before any ``FLUSHALL``).
+
+        Proof: the lab has a secret (it started the Redis, or was named together with it),
+        the Redis URL carries that secret as its password, a client without the password is
+        refused, and ours is let in.
+        """
+        where = auth.redacted(self.redis_url)
+        if self.secret is None:
+            raise LabError(
+                f"not configuring the lab at {where}: no lab secret. Set {auth.SECRET_ENV} to "
+                "the secret of the lab that runs there (`stampede lab up --json` prints it); "
+                "without it the pods refuse /admin and this lab flushes no Redis it did not start"
+            )
+        password = auth.url_password(self.redis_url)
+        if password is None or not hmac.compare_digest(password.encode(), self.secret.encode()):
+            raise LabError(
+                f"not flushing {where}: its URL does not carry this lab's secret as the password "
+                f"(expected redis://:<{auth.SECRET_ENV}>@host:port/0)"
+            )
+        with redis.Redis.from_url(auth.anonymous(self.redis_url), socket_timeout=5) as client:
+            try:
+                client.ping()
+            except redis.AuthenticationError:
+                pass  # NOAUTH: it demands a password, as a lab's Redis does
+            else:
+                raise LabError(
+                    f"not flushing {where}: it answers clients without a password, so it is "
+                    "not a lab's Redis (those require the lab secret)"
+                )
+        with self.redis() as client:
+            try:
+                client.ping()
+            except (redis.AuthenticationError, redis.ResponseError) as exc:
+                raise LabError(
+                    f"not flushing {where}: it refused this lab's secret ({exc})"
+                ) from None
+
+    def _admin(self, url: str, action: str, body: dict[str, Any] | None = None) -> httpx.Response:
+        headers = {"Authorization": f"Bearer {self.secret}"} if self.secret else {}
+        return self._http.post(f"{url}/admin/{action}", json=body, headers=headers)
 
     def stats(self) -> list[dict[str, Any]]:
         """Each live pod's origin log and outcome counters for the current run.
@@ -253,10 +326,13 @@ class Lab:
         if self._redis_spec is None or self.log_dir is None:
             raise LabError("restart_redis needs an embedded lab (this one is attached)")
         server, port, owned = self._redis_spec
+        assert self.secret is not None  # an embedded lab always has one
         down = time.time()
         self.processes[0].stop()
         time.sleep(down_s)
-        self.processes[0] = self._spawn(_start_redis, server, port, self.log_dir, owned)
+        self.processes[0] = self._spawn(
+            _start_redis, server, port, self.log_dir, owned, self.secret
+        )
         return down, time.time()
 
     def kill_pod(self, index: int) -> float:
@@ -278,12 +354,14 @@ class Lab:
         if proc.alive():
             raise LabError(f"pod {index} is still running (PID {proc.pid})")
         assert self._redis_spec is not None and self._origin is not None and self.log_dir
+        assert self.secret is not None
         config = self.config or StrategyConfig()
         name = f"pod-{index + 1}"
         port = int(self.pods[index].rsplit(":", 1)[1])
         new = self._spawn(
             procs.start, name, pod_command(port), log_path=self.log_dir / f"{name}.restarted.log",
-            env=pod_env(name, self.redis_url, self._origin, config), owned=self._redis_spec[2],
+            env=pod_env(name, self.redis_url, self._origin, config, self.secret),
+            owned=self._redis_spec[2],
         )  # fmt: skip
         self.processes[index + 1] = new
         _wait_pod(new, self.pods[index])
@@ -336,26 +414,61 @@ class Lab:
         self.stop()
 
     def describe(self) -> dict[str, Any]:
-        return {"pods": self.pods, "redis": self.redis_url, "pids": self.pids}
+        """What ``stampede lab up`` records: URLs, the secret, each PID with its start time."""
+        return {
+            "pods": self.pods,
+            "redis": self.redis_url,
+            "secret": self.secret,
+            "pids": self.pids,
+            "processes": [
+                {"name": p.name, "pid": p.pid, "start_ticks": p.start_ticks} for p in self.processes
+            ],
+        }
 
     def __repr__(self) -> str:
-        return f"Lab(pods={self.pods}, redis={self.redis_url!r})"
+        return f"Lab(pods={self.pods}, redis={auth.redacted(self.redis_url)!r})"
 
 
-def _start_redis(server: str, port: int, log_dir: Path, owned: bool) -> procs.ManagedProcess:
+def _start_redis(
+    server: str, port: int, log_dir: Path, owned: bool, secret: str
+) -> procs.ManagedProcess:
+    # "-": the rest of the configuration comes from stdin, so the password never shows in `ps`
     args = [
-        server, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-        "--daemonize", "no", "--dir", str(log_dir), "--loglevel", "notice",
+        server, "-", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+        "--appendonly", "no", "--daemonize", "no", "--dir", str(log_dir), "--loglevel", "notice",
     ]  # fmt: skip
     log_dir.mkdir(parents=True, exist_ok=True)
-    proc = procs.start("redis-server", args, log_path=log_dir / "redis.log", owned=owned)
+    proc = procs.start(
+        "redis-server", args, log_path=log_dir / "redis.log", owned=owned,
+        stdin_data=f"requirepass {secret}\n".encode(),
+    )  # fmt: skip
 
     def ping() -> bool:
-        with redis.Redis(port=port, socket_timeout=0.5, socket_connect_timeout=0.5) as client:
-            return bool(client.ping())
+        """Ready once *our* server answers: our password accepted, our PID in ``INFO``."""
+        with redis.Redis(
+            port=port, password=secret, socket_timeout=0.5, socket_connect_timeout=0.5
+        ) as client:
+            try:
+                pid = int(client.info("server")["process_id"])
+            except (redis.AuthenticationError, redis.ResponseError) as exc:
+                # caught before ConnectionError (AuthenticationError is one): refused or not
+                # listening yet means "wait", an answer that is not ours means someone else
+                raise PortInUse(
+                    f"port {port} on 127.0.0.1 (redis) is answered by another Redis, which "
+                    f"refused this lab's password ({exc}); nothing was flushed"
+                ) from None
+        if pid != proc.pid:
+            raise PortInUse(
+                f"port {port} on 127.0.0.1 (redis) is answered by another Redis (PID {pid}, "
+                f"we started {proc.pid}); nothing was flushed"
+            )
+        return True
 
     try:
         proc.wait_ready(ping)
+    except PortInUse:
+        proc.stop()
+        raise
     except ProcessFailed as exc:
         proc.stop()
         if "Address already in use" in str(exc):
@@ -366,7 +479,22 @@ def _start_redis(server: str, port: int, log_dir: Path, owned: bool) -> procs.Ma
 
 def _wait_pod(proc: procs.ManagedProcess, url: str) -> None:
     def healthy() -> bool:
-        return httpx.get(f"{url}/health", timeout=0.5).status_code == 200
+        """Ready once *our* pod answers: any other answer on the port is a foreign listener.
+
+        uvicorn accepts no connection before the app has started, so an HTTP answer that is
+        not a 200 carrying our PID came from whoever took the port after ``free_port()``.
+        """
+        resp = httpx.get(f"{url}/health", timeout=0.5)
+        pid = None
+        with contextlib.suppress(ValueError, AttributeError):
+            pid = resp.json().get("pid")
+        if resp.status_code == 200 and pid == proc.pid:
+            return True
+        raise PortInUse(
+            f"{url} is answered by another process (/health: HTTP {resp.status_code}, PID "
+            f"{pid!r}; we started PID {proc.pid}): the port was taken after it was picked; "
+            "nothing was configured"
+        )
 
     try:
         # A pod imports FastAPI, pydantic and redis-py, not pandas or altair (~1.3 s of CPU;
@@ -380,7 +508,11 @@ def _wait_pod(proc: procs.ManagedProcess, url: str) -> None:
 
 
 def save_state(lab: Lab, path: Path) -> None:
-    path.write_text(json.dumps(lab.describe(), indent=2))
+    """Write :meth:`Lab.describe` to ``path``, readable by this user only (it holds the secret)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)  # an older file may have been created with wider permissions
+    with os.fdopen(fd, "w") as fh:
+        fh.write(json.dumps(lab.describe(), indent=2))
 
 
 def load_state(path: Path) -> dict[str, Any] | None:

@@ -8,8 +8,9 @@ many runs, and every run starts from fresh counters and an empty origin log.
 HTTP surface: ``GET /items/{id}`` (the item, headers ``X-Cache: <outcome>`` and
 ``Server-Timing: app;dur=<ms>``, the time the pod spent on it), ``GET /health``,
 ``GET /stats`` (this run's origin reads and outcome counts), ``POST /admin/config``,
-``POST /admin/reset``. A non-integer id is 422, an unknown id 404, an origin or cache failure
-503 with ``Retry-After``; nothing that failed is cached. A 404 is remembered in Redis for
+``POST /admin/reset`` (both need the lab secret, see below). A non-integer id is 422, an
+unknown id 404, an origin or cache failure 503 with ``Retry-After``; nothing that failed is
+cached. A 404 is remembered in Redis for
 ``negative_ttl_s`` (``missing:item:{id}``), so a flood of unknown ids reads the origin once per
 id and TTL, not once per request; this sits in the strategies' base class
 (:meth:`~stampede.strategies.base.Strategy.check_missing`), under every strategy.
@@ -26,6 +27,23 @@ coalesced reads cost the origin a few reads per second per pod, not a herd. Set
 ``fail_open_concurrency=0`` to answer 503 instead (a cache that protects an origin which must
 never see more than its usual load). The Redis client fails fast (no backoff, one retry that
 reconnects a connection broken by a restart), so no request waits out an outage.
+
+**Who may talk to a pod** (:class:`ItemsFastPath`, in front of everything): a request whose
+``Host`` header is not one of the pod's own addresses (``127.0.0.1:<port>``,
+``localhost:<port>``, ``[::1]:<port>``, or a name in ``STAMPEDE_ALLOWED_HOSTS``) gets 403, and
+so does every ``/admin/*`` call without ``Authorization: Bearer <STAMPEDE_LAB_SECRET>``; both
+are refused before FastAPI reads the request, so they change nothing. ``/items``, ``/health``
+and ``/stats`` need no secret: they only read. The threat model: the lab binds 127.0.0.1 only,
+so the attacker is whatever else can reach loopback, above all a web page the reader has open.
+Such a page can send a bodyless cross-site ``POST /admin/reset`` (no CORS preflight is needed
+for it) and, through DNS rebinding, read and post anything under its own host name; the
+bearer secret stops the first (a page cannot add an ``Authorization`` header without a
+preflight the pod never grants), the ``Host`` check the second. Redis requires the same
+secret (``requirepass``), because whoever can write to it runs code in a pod (two peers store
+pickles), and the lab sends ``FLUSHALL`` only to a Redis that proves it holds that secret. Not in
+scope: another local user who can read this user's process environment or files (the secret
+lives in the pods' environment and the 0600 state file of ``stampede lab up``), TLS (all of it is
+loopback), and denial of service.
 """
 
 from __future__ import annotations
@@ -34,6 +52,7 @@ import asyncio
 import gc
 import logging
 import math
+import os
 import time
 from collections import Counter
 from collections.abc import AsyncIterator
@@ -49,6 +68,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from starlette.types import Receive, Scope, Send
 
+from stampede import auth
 from stampede.cache import CacheStore, ReadyNotifier
 from stampede.config import PodSettings, StrategyConfig, get_settings
 from stampede.envelope import Fetched, json_bytes
@@ -86,6 +106,8 @@ WARM_REDIS_CONNECTIONS = 32  # a pod's concurrent Redis commands at a busy expir
 ITEMS_PREFIX = "/items/"
 MAX_ID = 2**31 - 1
 MAX_ID_DIGITS = len(str(MAX_ID))
+ADMIN_PREFIX = "/admin"
+MAX_ADMITTED_HOSTS = 64  # distinct Host values remembered as admitted (bounded memory)
 ITEM_RESPONSES: dict[int | str, dict[str, Any]] = {
     404: {"description": "no such item (remembered for `negative_ttl_s`)"},
     503: {
@@ -93,6 +115,9 @@ ITEM_RESPONSES: dict[int | str, dict[str, Any]] = {
         "or Redis is down and the pod cannot fail open; nothing was cached",
         "headers": {"Retry-After": {"description": "seconds", "schema": {"type": "integer"}}},
     },
+}
+ADMIN_RESPONSES: dict[int | str, dict[str, Any]] = {
+    403: {"description": "no `Authorization: Bearer <STAMPEDE_LAB_SECRET>`, or a wrong one"},
 }
 
 
@@ -288,24 +313,35 @@ def create_app(settings: PodSettings | None = None) -> FastAPI:
 
     @app.get("/health")
     async def health(pod: Pod) -> dict[str, Any]:
+        """Up, which pod, which strategy; ``pid`` lets the lab's readiness probe tell its own
+        process from a foreign listener that took the port between ``free_port()`` and the start.
+        """
         return {
             "status": "ok",
             "pod": settings.pod_name,
             "strategy": pod.config.strategy,
+            "pid": os.getpid(),
             "code": code,  # stampede.source.code_version: run() refuses pods of other code
         }
 
     @app.get("/stats")
     async def stats(pod: Pod) -> dict[str, Any]:
+        """This run's origin log and counters. Open, no secret: reading it changes nothing, it
+        holds nothing secret (the configuration, counts and read times the book publishes), and
+        the ``Host`` check already keeps a rebinding page from reading it; a cross-site page
+        without rebinding cannot read the answer (no CORS). Debugging with ``curl`` stays easy.
+        """
         return pod.stats()
 
-    @app.post("/admin/config")
+    @app.post("/admin/config", responses=ADMIN_RESPONSES)
     async def configure(config: StrategyConfig, pod: Pod) -> dict[str, Any]:
+        """Put the pod on ``config`` (needs the lab secret, checked by :class:`ItemsFastPath`)."""
         await pod.configure(config)
         return {"pod": settings.pod_name, "config": pod.config.model_dump()}
 
-    @app.post("/admin/reset")
+    @app.post("/admin/reset", responses=ADMIN_RESPONSES)
     async def reset(pod: Pod) -> dict[str, str]:
+        """Clear the counters and the origin log (needs the lab secret)."""
         pod.reset()
         return {"pod": settings.pod_name, "status": "reset"}
 
@@ -374,27 +410,55 @@ def _detail(message: str) -> bytes:
 def create_server(settings: PodSettings | None = None) -> ItemsFastPath:
     """What uvicorn serves (``uvicorn --factory stampede.pod:create_server``).
 
-    The pod's FastAPI app (:func:`create_app`) behind the items fast path.
+    The pod's FastAPI app (:func:`create_app`) behind the guard and the items fast path. Serve
+    this, never :func:`create_app` alone: the ``Host`` and secret checks live here.
     """
-    return ItemsFastPath(create_app(settings))
+    settings = settings or get_settings()
+    return ItemsFastPath(create_app(settings), settings)
 
 
 class ItemsFastPath:
-    """ASGI app in front of FastAPI: ``GET /items/{id}`` with a valid id skips FastAPI.
+    """ASGI app in front of FastAPI: the pod's guard, and ``GET /items/{id}`` without FastAPI.
 
-    Why: the hit path is the lab's own cost in every figure it shows. FastAPI's per-request
-    routing, dependency injection, path validation and response class cost about half a
-    millisecond of CPU per request on these machines, more than the Redis read itself. This
-    path answers exactly what the FastAPI route would (same status, body and headers) and
+    Why the fast path: the hit path is the lab's own cost in every figure it shows. FastAPI's
+    per-request routing, dependency injection, path validation and response class cost about
+    half a millisecond of CPU per request on these machines, more than the Redis read itself.
+    This path answers exactly what the FastAPI route would (same status, body and headers) and
     hands everything else, a bad id included, to FastAPI: the OpenAPI document, the one-line
     422 and the admin routes stay FastAPI's.
+
+    The guard (the threat model is in the module docstring) runs first, for every request,
+    the fast path's included: a ``Host`` that is not one of the pod's addresses
+    (:func:`stampede.auth.admits_host`) is 403, and so is an ``/admin`` call without the
+    bearer secret (:func:`stampede.auth.bearer_matches`, constant time). Both are answered
+    here, before FastAPI reads a byte of the body, so a refused call changes nothing. On the
+    hot path the check is a scan of the header list up to ``Host`` and one set lookup on its
+    raw bytes: an admitted value is remembered (at most :data:`MAX_ADMITTED_HOSTS` of them).
     """
 
-    def __init__(self, app: FastAPI) -> None:
+    def __init__(self, app: FastAPI, settings: PodSettings | None = None) -> None:
+        settings = settings or get_settings()
         self.app = app
+        self._secret = settings.lab_secret.get_secret_value().encode()
+        self._names = auth.host_names(settings.allowed_hosts)
+        self._admitted: set[bytes] = set()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        item = _item_id(scope) if scope["type"] == "http" else None
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        host = b""
+        for name, value in scope["headers"]:  # inline, not a helper: this runs per request
+            if name == b"host":
+                host = value
+                break
+        if host not in self._admitted and not self._admit(host, scope):
+            await _forbidden(send, _host_refused(host, scope))
+            return
+        if scope["path"].startswith(ADMIN_PREFIX) and not self._authorized(scope):
+            await _forbidden(send, self._admin_refused(scope))
+            return
+        item = _item_id(scope)
         if item is None:
             await self.app(scope, receive, send)
             return
@@ -403,6 +467,54 @@ class ItemsFastPath:
             {"type": "http.response.start", "status": answer.status, "headers": answer.headers}
         )
         await send({"type": "http.response.body", "body": answer.body})
+
+    def _admit(self, host: bytes, scope: Scope) -> bool:
+        if not auth.admits_host(host, _own_port(scope), self._names):
+            log.info("refused a request for Host %r", host)
+            return False
+        if len(self._admitted) < MAX_ADMITTED_HOSTS:
+            self._admitted.add(host)
+        return True
+
+    def _authorized(self, scope: Scope) -> bool:
+        return auth.bearer_matches(_authorization(scope), self._secret)
+
+    def _admin_refused(self, scope: Scope) -> str:
+        where = f"{scope['method']} {scope['path']}"
+        log.info("refused %s: no or wrong lab secret", where)
+        if not self._secret:
+            return f"{where}: this pod was started without {auth.SECRET_ENV}; /admin is closed"
+        if _authorization(scope) is None:
+            return f"{where} needs Authorization: Bearer <the lab secret, {auth.SECRET_ENV}>"
+        return f"{where}: the Authorization header does not carry this lab's secret"
+
+
+def _authorization(scope: Scope) -> bytes | None:
+    for name, value in scope["headers"]:
+        if name == b"authorization":
+            return bytes(value)
+    return None
+
+
+def _own_port(scope: Scope) -> int | None:
+    server = scope.get("server")
+    return int(server[1]) if server and server[1] is not None else None
+
+
+def _host_refused(host: bytes, scope: Scope) -> str:
+    port = _own_port(scope)
+    shown = host.decode("latin-1")[:100]
+    return (
+        f"Host {shown!r} is not one of this pod's addresses (127.0.0.1:{port}, "
+        f"localhost:{port}, or a name in {auth.ALLOWED_HOSTS_ENV})"
+    )
+
+
+async def _forbidden(send: Send, message: str) -> None:
+    body = _detail(message)
+    headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
+    await send({"type": "http.response.start", "status": 403, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
 
 
 def _item_id(scope: Scope) -> int | None:

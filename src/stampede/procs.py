@@ -3,7 +3,9 @@
 A child started with ``owned=True`` gets ``PR_SET_PDEATHSIG``: if the Python process that
 started it dies without cleaning up (a killed kernel), Linux sends the child SIGTERM, so even
 that path leaves no orphan. ``stampede lab up`` starts children that must outlive the command
-(``owned=False``) and records their PIDs for ``stampede lab down``.
+(``owned=False``) and records their PIDs for ``stampede lab down``, each with its start time
+(:func:`start_ticks`): a PID alone can name another process by the time ``lab down`` runs, so
+:func:`stop_pid` signals a recorded PID only while its start time still matches.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import os
+import select
 import signal
 import socket
 import subprocess
@@ -20,7 +23,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from stampede.errors import PortInUse, ProcessFailed
+from stampede.errors import PortInUse, ProcessFailed, StampedeError
 
 __all__ = [
     "ManagedProcess",
@@ -29,7 +32,9 @@ __all__ = [
     "free_port",
     "pid_alive",
     "port_is_free",
+    "same_process",
     "start",
+    "start_ticks",
     "stop_pid",
 ]
 
@@ -87,6 +92,7 @@ class ManagedProcess:
     name: str
     popen: subprocess.Popen[bytes]
     log_path: Path
+    start_ticks: int | None = None  # /proc/<pid>/stat field 22, read at start
 
     @property
     def pid(self) -> int:
@@ -103,7 +109,12 @@ class ManagedProcess:
         return "\n".join(text.splitlines()[-lines:]) or "(empty log)"
 
     def wait_ready(self, probe: Callable[[], bool], timeout_s: float = 60.0) -> None:
-        """Poll ``probe`` until it answers, the process dies, or ``timeout_s`` passes."""
+        """Poll ``probe`` until it answers, the process dies, or ``timeout_s`` passes.
+
+        A probe that raises a :class:`~stampede.errors.StampedeError` (say :class:`PortInUse`:
+        something else answered on the port) ends the wait with that error; any other exception
+        means "not yet".
+        """
         deadline = time.monotonic() + timeout_s
         delay = 0.02
         while time.monotonic() < deadline:
@@ -112,9 +123,13 @@ class ManagedProcess:
                     f"{self.name} exited with code {self.popen.returncode} while starting; "
                     f"last lines of {self.log_path}:\n{self.log_tail()}"
                 )
-            with contextlib.suppress(Exception):
+            try:
                 if probe():
                     return
+            except StampedeError:
+                raise
+            except Exception:  # not up yet: refused, reset, timed out
+                pass
             time.sleep(delay)
             delay = min(delay * 1.5, 0.25)
         raise ProcessFailed(
@@ -141,20 +156,48 @@ def start(
     log_path: Path,
     env: dict[str, str] | None = None,
     owned: bool = True,
+    stdin_data: bytes | None = None,
 ) -> ManagedProcess:
-    """Start ``args`` with output to ``log_path``; ``owned`` children die with this process."""
+    """Start ``args`` with output to ``log_path``; ``owned`` children die with this process.
+
+    ``stdin_data`` is written to the child's stdin, which is then closed: how a secret reaches
+    ``redis-server`` without appearing in its command line (``ps`` shows that to every user).
+    """
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with log_path.open("wb") as log:
         popen = subprocess.Popen(
             list(args),
-            stdin=subprocess.DEVNULL,
+            stdin=subprocess.DEVNULL if stdin_data is None else subprocess.PIPE,
             stdout=log,
             stderr=subprocess.STDOUT,
             env={**os.environ, **(env or {})},
             preexec_fn=die_with_parent() if owned else None,
             start_new_session=not owned,  # a background lab survives the terminal's Ctrl-C
         )
-    return ManagedProcess(name, popen, log_path)
+    ticks = start_ticks(popen.pid)  # set at fork, kept across exec: readable at once
+    if stdin_data is not None and popen.stdin is not None:
+        with contextlib.suppress(BrokenPipeError), popen.stdin:
+            popen.stdin.write(stdin_data)
+    return ManagedProcess(name, popen, log_path, ticks)
+
+
+def start_ticks(pid: int) -> int | None:
+    """When ``pid`` started, in clock ticks since boot (``/proc/<pid>/stat`` field 22).
+
+    With the PID it names one process for the machine's uptime: a reused PID has a later start.
+    ``None`` when there is no such process, or no ``/proc`` (not Linux).
+    """
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # field 2, the command, is in parentheses and may hold spaces or ')': split after the last
+    return int(stat.rsplit(")", 1)[1].split()[19])  # fields 3.. follow; 22 is at index 19
+
+
+def same_process(pid: int, ticks: int | None) -> bool:
+    """Whether ``pid`` is alive and still the process that started at ``ticks``."""
+    return ticks is not None and start_ticks(pid) == ticks and pid_alive(pid)
 
 
 def pid_alive(pid: int) -> bool:
@@ -170,13 +213,49 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
-def stop_pid(pid: int, grace_s: float = 5.0) -> None:
-    """SIGTERM ``pid``, then SIGKILL after ``grace_s``: for PIDs recorded by ``lab up``."""
+def stop_pid(pid: int, grace_s: float = 5.0, *, ticks: int | None = None) -> bool:
+    """SIGTERM ``pid``, then SIGKILL after ``grace_s``: for PIDs recorded by ``lab up``.
+
+    With ``ticks`` (its recorded :func:`start_ticks`) a process that does not match is left
+    alone and ``False`` returned: its PID now belongs to someone else. The check is race-free
+    on Linux: a pidfd is opened first and the signals go through it, so they reach the process
+    that was checked even if the PID is reused in between.
+    """
+    pidfd = _pidfd(pid)
+    try:
+        if ticks is not None and not same_process(pid, ticks):
+            return False
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            _signal(pid, pidfd, sig)
+            if _exited(pid, pidfd, ticks, grace_s):
+                break
+        return True
+    finally:
+        if pidfd is not None:
+            os.close(pidfd)
+
+
+def _pidfd(pid: int) -> int | None:
+    try:
+        return os.pidfd_open(pid)
+    except (AttributeError, OSError):  # not Linux >= 5.3, or already gone
+        return None
+
+
+def _signal(pid: int, pidfd: int | None, sig: int) -> None:
     with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + grace_s
-    while pid_alive(pid) and time.monotonic() < deadline:
+        if pidfd is not None:
+            signal.pidfd_send_signal(pidfd, sig)
+        else:
+            os.kill(pid, sig)
+
+
+def _exited(pid: int, pidfd: int | None, ticks: int | None, timeout_s: float) -> bool:
+    if pidfd is not None:  # readable once the process has exited (zombie or reaped)
+        return bool(select.select([pidfd], [], [], timeout_s)[0])
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if not pid_alive(pid) or (ticks is not None and start_ticks(pid) != ticks):
+            return True
         time.sleep(0.05)
-    if pid_alive(pid):
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
+    return False

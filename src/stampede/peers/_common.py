@@ -17,6 +17,7 @@ from typing import Any, ClassVar
 
 from redis.asyncio import Redis
 
+from stampede import auth
 from stampede.config import StrategyConfig
 from stampede.envelope import Fetched, json_bytes
 from stampede.outcomes import Outcome
@@ -38,12 +39,12 @@ Close = Callable[[], Awaitable[Any]]
 
 
 def redis_url(redis: Redis) -> str:
-    """The URL of the Redis the pod talks to, for a library that builds its own client."""
+    """The URL of the Redis the pod talks to, with its password, for a library's own client."""
     kwargs = redis.connection_pool.connection_kwargs
     host = kwargs.get("host", "127.0.0.1")
     port = kwargs.get("port", 6379)
     db = kwargs.get("db", 0)
-    return f"redis://{host}:{port}/{db}"
+    return auth.redis_url(host, port, kwargs.get("password"), db)
 
 
 class Traced:
