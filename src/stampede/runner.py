@@ -30,6 +30,7 @@ from typing import Any
 import pandas as pd
 
 from stampede import metrics, paths
+from stampede.compose import launcher_name, start_lab
 from stampede.config import Fault, LabConfig, LoadConfig, StrategyConfig, check_schedule, validated
 from stampede.errors import ConfigError, LostRequests
 from stampede.fault_report import fault_report
@@ -97,20 +98,22 @@ def split_params(params: dict[str, Any]) -> tuple[StrategyConfig, LoadConfig, La
 def run(
     strategy: str = "naive",
     *,
-    lab: Lab | None = None,
+    lab: Lab | str | None = None,
     fresh: bool | None = None,
     progress: bool = True,
     **params: Any,
 ) -> RunResult:
     """Run ``strategy`` under the load described by ``params`` and measure it.
 
-    Without ``lab``, attaches to the lab named by ``STAMPEDE_POD_URLS`` if set, else starts an
-    embedded lab for this run and stops it after. ``faults`` (a list of
+    Without ``lab``, attaches to the lab named by ``STAMPEDE_POD_URLS`` if set, else starts the
+    lab ``STAMPEDE_LAB`` names (embedded by default) for this run and stops it after; ``lab`` may
+    name one too: ``"embedded"``, ``"compose"``, ``"swarm"`` (:mod:`stampede.compose`). ``faults`` (a list of
     :class:`~stampede.config.Fault`) need an embedded lab; their timeline and measured effect
     land in ``summary["faults"]``. Every run checks that nothing was lost (sent = responses +
     errors + timeouts) and raises :class:`LostRequests` otherwise.
     """
     config, load, lab_config = split_params({"strategy": strategy, **params})
+    launcher = None if isinstance(lab, Lab) else launcher_name(lab)  # a bad name fails here
     check_schedule(lab_config.faults, load.duration_s)
     all_params = {**config.model_dump(), **load.model_dump(), **lab_config.model_dump()}
     fresh = fresh if fresh is not None else os.environ.get("STAMPEDE_FRESH") == "1"
@@ -119,10 +122,10 @@ def run(
         return _load(cache_file)
     if lab is None and os.environ.get("STAMPEDE_POD_URLS"):
         lab = Lab.from_env()  # `make lab`, compose: attach to the running lab
-    if lab_config.faults and lab is not None and not lab.processes:
+    if lab_config.faults and isinstance(lab, Lab) and not lab.processes:
         raise ConfigError("faults need an embedded lab (PIDs to signal); this one is attached")
-    own_lab = lab is None
-    lab = lab or Lab.embedded(lab_config, config=config)
+    own_lab = not isinstance(lab, Lab)
+    lab = lab if isinstance(lab, Lab) else start_lab(launcher, lab_config, config)
     try:
         with machine_exclusive():
             result = _measure(lab, config, load, all_params, progress, lab_config.faults)
