@@ -1,11 +1,11 @@
 """The compose file, checked without a Docker engine.
 
 The structure tests read ``lab_env/docker-compose.yml``, ``lab_env/docker-stack.yml`` and the
-Dockerfile (``tests/test_compose_stack.py`` brings both stacks up for real); the pod test starts each pod with
-exactly the command and environment compose gives it, after the documented mapping of the
-container's world onto this machine (``lab_env/README.md``): ``${VAR}`` from ``lab_env/.env``,
-``python`` -> this interpreter, ``0.0.0.0:8000`` -> ``127.0.0.1:<free port>``, the ``redis``
-service -> the test's redis-server, ``/data`` -> the local origin's directory.
+Dockerfile (``tests/test_compose_stack.py`` brings both stacks up for real); the pod test starts
+each pod with exactly the command and environment compose gives it, after the documented
+mapping of the container's world onto this machine (``lab_env/README.md``): ``${VAR}`` from
+``lab_env/.env``, ``python`` -> this interpreter, ``0.0.0.0:8000`` -> ``127.0.0.1:<free port>``,
+the ``redis`` service -> the test's redis-server, ``/data`` -> the local origin's directory.
 """
 
 from __future__ import annotations
@@ -46,7 +46,8 @@ def dotenv() -> dict[str, str]:
 
 def compose(values: dict[str, str] | None = None, path: Path = COMPOSE) -> dict[str, Any]:
     """The compose file with ``${VAR:?...}`` substituted, as ``docker compose config`` would."""
-    values = {**dotenv(), **SECRETS, "STAMPEDE_PODS_PORT": "8000", "STAMPEDE_REPLICAS": "3"} if values is None else values
+    if values is None:
+        values = {**dotenv(), **SECRETS, "STAMPEDE_PODS_PORT": "8000", "STAMPEDE_REPLICAS": "3"}
     text = VAR.sub(lambda m: values[m.group(1)], path.read_text())
     loaded: dict[str, Any] = yaml.safe_load(text)
     return loaded
@@ -202,7 +203,12 @@ def test_swarm_stack_structure() -> None:
     assert pods["image"] == compose()["services"]["pod-1"]["image"]
     assert pods["environment"]["STAMPEDE_POD_NAME"] == "pod-{{.Task.Slot}}"
     pod_env = compose()["services"]["pod-1"]["environment"]
-    same = {"STAMPEDE_REDIS_URL", "STAMPEDE_LAB_SECRET", "STAMPEDE_ORIGIN_PATH", "STAMPEDE_STRATEGY"}
+    same = {
+        "STAMPEDE_REDIS_URL",
+        "STAMPEDE_LAB_SECRET",
+        "STAMPEDE_ORIGIN_PATH",
+        "STAMPEDE_STRATEGY",
+    }
     assert {k: pods["environment"][k] for k in same} == {k: pod_env[k] for k in same}
     assert stack["networks"]["lab"]["driver"] == "overlay"
 

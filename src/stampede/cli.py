@@ -76,7 +76,9 @@ def _lab_up(args: argparse.Namespace) -> int:
         info["project"] = lab.project
         if args.jupyter:
             env = lab.env
-            info["jupyter"] = f"http://127.0.0.1:{env['JUPYTER_PORT']}/lab?token={env['JUPYTER_TOKEN']}"
+            info["jupyter"] = (
+                f"http://127.0.0.1:{env['JUPYTER_PORT']}/lab?token={env['JUPYTER_TOKEN']}"
+            )
     print(json.dumps(info) if args.json else _lines(info))
     return 0
 
@@ -105,7 +107,11 @@ def _lab_status(args: argparse.Namespace) -> int:
     if not state:
         print(json.dumps({"up": False}) if args.json else "no lab is up")
         return 1
-    lab = ComposeLab.from_state(state) if "project" in state else Lab.attach(state["pods"], state["redis"])
+    lab = (
+        ComposeLab.from_state(state)
+        if "project" in state
+        else Lab.attach(state["pods"], state["redis"])
+    )
     if isinstance(lab, ComposeLab):
         lab.detach()
     healthy = lab.health()

@@ -150,7 +150,9 @@ def _checked(
             stdin=None if input_text is not None else subprocess.DEVNULL,
         )  # fmt: skip
     except subprocess.TimeoutExpired:
-        raise LabError(f"`{' '.join(args[:4])} ...` did not finish within {timeout_s:g} s") from None
+        raise LabError(
+            f"`{' '.join(args[:4])} ...` did not finish within {timeout_s:g} s"
+        ) from None
     if log is not None:
         with log.open("a") as fh:
             fh.write(f"$ {' '.join(args)}\n{done.stdout}{done.stderr}\n")
@@ -200,9 +202,9 @@ def _stage_pip_settings() -> None:
     """
     cert = _pip_cert()
     target = LAB_ENV / "pip" / "ca.crt"
-    if cert is not None and target.parent.is_dir():
-        if not target.exists() or target.read_bytes() != cert.read_bytes():
-            shutil.copyfile(cert, target)
+    stale = not target.exists() or cert is None or target.read_bytes() != cert.read_bytes()
+    if cert is not None and target.parent.is_dir() and stale:
+        shutil.copyfile(cert, target)
 
 
 def _authorize(lab: Lab, secret: str) -> None:
@@ -270,7 +272,7 @@ class ComposeLab(Lab):
         cls._check_shape(lab)
         check_engine()
         command = compose_command() if cls.kind == "compose" else ["docker"]
-        env, ports = cls._environment(lab, config, project, jupyter)
+        env, ports = cls._environment(lab, config, project)
         log_dir = Path(tempfile.mkdtemp(prefix=f"{env['STAMPEDE_COMPOSE_PROJECT']}-"))
         instance = cls._started(command, env, ports, log_dir, jupyter)
         instance.config = config
@@ -291,7 +293,7 @@ class ComposeLab(Lab):
 
     @classmethod
     def _environment(
-        cls, lab: LabConfig, config: StrategyConfig, project: str | None, jupyter: bool
+        cls, lab: LabConfig, config: StrategyConfig, project: str | None
     ) -> tuple[dict[str, str], list[int]]:
         origin = ensure_origin(paths.origin_path(), lab.origin_items)
         name = project or os.environ.get("STAMPEDE_COMPOSE_PROJECT")
@@ -456,12 +458,14 @@ class ComposeLab(Lab):
 # ---- the Swarm stack ---------------------------------------------------------------------
 class SwarmLab(ComposeLab):
     """``lab_env/docker-stack.yml`` deployed with ``docker stack deploy``: one ``pods`` service
-    with ``replicas`` tasks behind the routing mesh, which spreads the load generator's
-    connections round robin over them; Redis on the stack's overlay network only.
+    of ``pods`` replicas behind the routing mesh, which spreads the load generator's connections
+    over them round robin; Redis on the stack's overlay network only.
 
-    The load goes to the one published port; ``/admin`` calls and ``/stats`` must reach each
-    replica, which the mesh would not do, so they go through ``docker exec`` into every task's
-    container (on this node: the runner's machine is a manager with the tasks, see README).
+    The load goes to the one published port. The control plane cannot: ``/admin/config`` and
+    ``/stats`` must reach *every* replica and the mesh picks one, and Redis is not published. So
+    those calls run in a one-shot container on the stack's (attachable) overlay network, from
+    the pod image: it finds every task through Swarm's ``tasks.<service>`` DNS name, which also
+    works when the tasks run on other machines, and reaches Redis by its service name.
     """
 
     kind = "swarm"
@@ -485,6 +489,7 @@ class SwarmLab(ComposeLab):
             raise ConfigError("the JupyterLab service is a compose profile; use --compose")
         _swarm_active()
         project = env["STAMPEDE_COMPOSE_PROJECT"]
+        env["STAMPEDE_REDIS_URL"] = f"redis://:{env['STAMPEDE_LAB_SECRET']}@redis:6379/0"
         pods = [f"http://127.0.0.1:{ports[0]}"]
         instance = cls(pods, f"redis://redis:6379/0 (stack {project})", project=project,
                        command=command, env=env, log_dir=log_dir)  # fmt: skip
@@ -494,8 +499,9 @@ class SwarmLab(ComposeLab):
             # `stack deploy` does not build: the compose file builds the same image first
             compose = [*compose_command(), "-p", project, "-f", str(_compose_file())]
             _checked([*compose, "build", "pod-1"], env=env, timeout_s=BUILD_TIMEOUT_S, log=log)
-            _checked(["docker", "stack", "deploy", "--prune", "-c", str(LAB_ENV / "docker-stack.yml"),
-                      project], env=env, timeout_s=UP_TIMEOUT_S, log=log)  # fmt: skip
+            stack = str(_compose_file().parent / "docker-stack.yml")
+            _checked(["docker", "stack", "deploy", "-c", stack, project], env=env,
+                     timeout_s=UP_TIMEOUT_S, log=log)  # fmt: skip
             instance._await_healthy(1 + int(env["STAMPEDE_REPLICAS"]))
             instance._await_mesh()
         except BaseException:
@@ -504,7 +510,7 @@ class SwarmLab(ComposeLab):
         return instance
 
     def _await_mesh(self, timeout_s: float = 60.0) -> None:
-        """The routing mesh answers on the published port (it lags the tasks' health)."""
+        """The routing mesh answers on the published port (it can lag the tasks' health)."""
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             with contextlib.suppress(Exception):
@@ -513,45 +519,41 @@ class SwarmLab(ComposeLab):
             time.sleep(0.5)
         raise LabError(f"{self.project}: the routing mesh did not answer on {self.pods[0]}")
 
-    def _tasks(self) -> list[str]:
-        ids = _containers(self.project_label, self.project, f"{self.project}_pods")
-        running = _checked(["docker", "inspect", "--format", "{{.State.Running}}", *ids]) if ids else ""
-        return [i for i, r in zip(ids, running.split(), strict=True) if r == "true"]
+    def _control(self, *args: str, body: str = "") -> Any:
+        """One control-plane call from a container on the stack's network; its JSON answer."""
+        out = _checked(
+            ["docker", "run", "--rm", "-i", "--network", f"{self.project}_lab",
+             "--label", f"{self.project_label}={self.project}",
+             "-e", "STAMPEDE_LAB_SECRET", "-e", "STAMPEDE_REDIS_URL", "--entrypoint", "python",
+             "stampede-lab:latest", "-c", _CONTROL, f"{self.project}_pods", *args],
+            env=self.env, input_text=body,
+        )  # fmt: skip
+        return json.loads(out)
 
-    def _in_each_pod(self, method: str, path: str, body: str = "") -> list[str]:
-        """``method path`` on every replica, from inside its container (the mesh picks one)."""
-        script = (
-            "import os, sys, urllib.request as u; body = sys.stdin.buffer.read(); "
-            "r = u.Request('http://127.0.0.1:8000' + sys.argv[2], method=sys.argv[1], "
-            "data=body if sys.argv[1] == 'POST' else None, headers={'Content-Type': "
-            "'application/json', 'Authorization': 'Bearer ' + os.environ['STAMPEDE_LAB_SECRET']}); "
-            "sys.stdout.write(u.urlopen(r, timeout=10).read().decode())"
-        )
-        tasks = self._tasks()
-        if not tasks:
-            raise LabError(f"{self.project} has no running pod task on this node")
-        return [
-            _checked(["docker", "exec", "-i", task, "python", "-c", script, method, path],
-                     input_text=body)  # fmt: skip
-            for task in tasks
-        ]
+    def _in_each_pod(self, method: str, path: str, body: str = "") -> list[Any]:
+        answers: list[Any] = self._control("http", method, path, body=body)
+        wanted = int(self.env["STAMPEDE_REPLICAS"])
+        if len(answers) != wanted:
+            raise LabError(f"{self.project}: {len(answers)} pod tasks answered, not {wanted}")
+        return answers
 
     def configure(self, config: StrategyConfig) -> None:
         self._in_each_pod("POST", "/admin/config", json.dumps(config.model_dump()))
-        self.redis_cli("FLUSHALL")
+        self._control("redis", "flushall")
         self.config = config
 
     def reset(self) -> None:
         self._in_each_pod("POST", "/admin/reset")
 
     def stats(self) -> list[dict[str, Any]]:
-        return [json.loads(text) for text in self._in_each_pod("GET", "/stats")]
+        return self._in_each_pod("GET", "/stats")
+
+    def commandstats(self) -> dict[str, int]:
+        counts: dict[str, int] = self._control("redis", "commandstats")
+        return counts
 
     def redis_cli(self, *args: str) -> str:
-        (container, *_) = _containers(self.project_label, self.project, f"{self.project}_redis") or [""]
-        if not container:
-            raise LabError(f"{self.project} has no Redis container on this node")
-        return _checked(["docker", "exec", container, "redis-cli", *args])
+        raise LabError("the swarm lab's Redis is reached through its network: use configure()")
 
     def _down_command(self) -> list[str]:
         return ["docker", "stack", "rm", self.project]
@@ -560,13 +562,12 @@ class SwarmLab(ComposeLab):
         """``docker stack rm``, wait until its containers and network are gone, then remove
         the tasks' anonymous volumes (``stack rm`` leaves them, unlike ``compose down -v``)."""
         volumes: list[str] = []
-        if self._running:
+        was_running = self._running
+        if was_running:
             ids = _containers(self.project_label, self.project)
             fmt = '{{range .Mounts}}{{if eq .Type "volume"}}{{.Name}} {{end}}{{end}}'
-            volumes = _quiet(["docker", "inspect", "--format", fmt, *ids]).stdout.split() if ids else []
-            was_running = True
-        else:
-            was_running = False
+            found = _quiet(["docker", "inspect", "--format", fmt, *ids]) if ids else None
+            volumes = found.stdout.split() if found is not None else []
         super().stop()
         if was_running:
             deadline = time.monotonic() + DOWN_TIMEOUT_S
@@ -578,6 +579,38 @@ class SwarmLab(ComposeLab):
                 _quiet(["docker", "rm", "-fv", container])
             for volume in volumes:
                 _quiet(["docker", "volume", "rm", volume])
+
+
+# Runs in the pod image on the stack's network: argv = service, then "http" METHOD PATH (body on
+# stdin; every task of the service, found by DNS) or "redis" flushall|commandstats.
+_CONTROL = """
+import json, os, socket, sys, urllib.request
+service, kind, *rest = sys.argv[1:]
+if kind == "redis":
+    import redis
+    client = redis.Redis.from_url(os.environ["STAMPEDE_REDIS_URL"], socket_timeout=10)
+    if rest == ["flushall"]:
+        print(json.dumps(client.flushall()))
+    else:
+        info = client.info("commandstats")
+        print(json.dumps({k.removeprefix("cmdstat_"): int(v["calls"]) for k, v in info.items()}))
+else:
+    method, path = rest
+    body = sys.stdin.buffer.read()
+    found = socket.getaddrinfo("tasks." + service, 8000, type=socket.SOCK_STREAM)
+    ips = sorted({a[4][0] for a in found})
+    secret = os.environ["STAMPEDE_LAB_SECRET"]
+    headers = {"Host": "pods", "Content-Type": "application/json",
+               "Authorization": "Bearer " + secret}
+    answers = []
+    for ip in ips:
+        request = urllib.request.Request(
+            f"http://{ip}:8000{path}", method=method, headers=headers,
+            data=body if method == "POST" else None,
+        )
+        answers.append(json.loads(urllib.request.urlopen(request, timeout=10).read()))
+    print(json.dumps(answers))
+"""
 
 
 def _swarm_active() -> None:

@@ -107,10 +107,10 @@ def run(
 
     Without ``lab``, attaches to the lab named by ``STAMPEDE_POD_URLS`` if set, else starts the
     lab ``STAMPEDE_LAB`` names (embedded by default) for this run and stops it after; ``lab`` may
-    name one too: ``"embedded"``, ``"compose"``, ``"swarm"`` (:mod:`stampede.compose`). ``faults`` (a list of
-    :class:`~stampede.config.Fault`) need an embedded lab; their timeline and measured effect
-    land in ``summary["faults"]``. Every run checks that nothing was lost (sent = responses +
-    errors + timeouts) and raises :class:`LostRequests` otherwise.
+    name one too: ``"embedded"``, ``"compose"``, ``"swarm"`` (:mod:`stampede.compose`).
+    ``faults`` (a list of :class:`~stampede.config.Fault`) need an embedded lab; their timeline
+    and measured effect land in ``summary["faults"]``. Every run checks that nothing was lost
+    (sent = responses + errors + timeouts) and raises :class:`LostRequests` otherwise.
     """
     config, load, lab_config = split_params({"strategy": strategy, **params})
     launcher = None if isinstance(lab, Lab) else launcher_name(lab)  # a bad name fails here
