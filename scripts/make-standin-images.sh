@@ -37,9 +37,9 @@ else
     }
     [[ $(id -u) -eq 0 ]] || { say "debootstrap needs root"; exit 1; }
     # The machine's own Debian mirror (its apt sources), else Debian's default.
-    mirror="${DEBIAN_MIRROR:-$(grep -hoE '^(URIs:|deb) +https?://[^ ]+/debian/?( |$)' \
+    mirror="${DEBIAN_MIRROR:-$( { grep -hoE '^(URIs:|deb) +https?://[^ ]+/debian/?( |$)' \
       /etc/apt/sources.list /etc/apt/sources.list.d/*.sources /etc/apt/sources.list.d/*.list \
-      2>/dev/null | head -1 | awk '{print $2}')}"
+      2>/dev/null || true; } | head -1 | awk '{print $2}')}"
     mirror="${mirror:-http://deb.debian.org/debian}"
     mkdir -p "$cache"
     work="$(mktemp -d "$cache/rootfs.XXXXXX")"

@@ -246,7 +246,7 @@ def test_swarm_stack_with_three_replicas(swarm: None) -> None:
     assert left_over(before) == {}
     single_flight = run("single_flight", lab="swarm", fresh=True, progress=False, **LOAD)
     assert left_over(before) == {}
-    for result in (naive, single_flight):  # the routing mesh spread the load over all three
+    for result in (naive, single_flight):  # the generator's round robin reached every task
         served = result.reads.groupby("pod").size()
         assert sorted(served.index) == ["pod-1", "pod-2", "pod-3"], served
     assert_naive_lesson(naive)

@@ -298,7 +298,7 @@ class ComposeLab(Lab):
         origin = ensure_origin(paths.origin_path(), lab.origin_items)
         name = project or os.environ.get("STAMPEDE_COMPOSE_PROJECT")
         name = name or f"stampede-{secrets.token_hex(4)}"
-        ports = [procs.free_port() for _ in range(1 + 3 + 1)]  # swarm, three pods, jupyter
+        ports = [0, *(procs.free_port() for _ in range(3 + 1))]  # (unused), three pods, jupyter
         env = {
             **os.environ,
             "STAMPEDE_COMPOSE_PROJECT": name,
@@ -307,7 +307,6 @@ class ComposeLab(Lab):
             "STAMPEDE_STRATEGY": config.strategy,
             "STAMPEDE_TTL_S": str(config.ttl_s),
             "STAMPEDE_ORIGIN_LATENCY_MS": str(config.origin_latency_ms),
-            "STAMPEDE_PODS_PORT": str(ports[0]),
             "STAMPEDE_REPLICAS": str(lab.pods),
             "JUPYTER_PORT": str(ports[4]),
             "JUPYTER_TOKEN": secrets.token_urlsafe(24),
@@ -458,14 +457,14 @@ class ComposeLab(Lab):
 # ---- the Swarm stack ---------------------------------------------------------------------
 class SwarmLab(ComposeLab):
     """``lab_env/docker-stack.yml`` deployed with ``docker stack deploy``: one ``pods`` service
-    of ``pods`` replicas behind the routing mesh, which spreads the load generator's connections
-    over them round robin; Redis on the stack's overlay network only.
+    of ``pods`` replicas, Redis on the stack's overlay network only.
 
-    The load goes to the one published port. The control plane cannot: ``/admin/config`` and
-    ``/stats`` must reach *every* replica and the mesh picks one, and Redis is not published. So
-    those calls run in a one-shot container on the stack's (attachable) overlay network, from
-    the pod image: it finds every task through Swarm's ``tasks.<service>`` DNS name, which also
-    works when the tasks run on other machines, and reaches Redis by its service name.
+    Each task publishes its port on its node in ``host`` mode (a port the engine picks), and the
+    runner sends the load round robin over the tasks' URLs, as it does over the compose pods.
+    The routing mesh (``mode: ingress``, one port spread over the tasks) needs the kernel's IPVS,
+    which the machine the tests run on does not have (no ``/proc/sys/net/ipv4/vs``; measured),
+    and it would balance connections, not requests. Redis is not published, so ``FLUSHALL`` and
+    ``INFO commandstats`` run in a one-shot container on the stack's (attachable) network.
     """
 
     kind = "swarm"
@@ -490,9 +489,8 @@ class SwarmLab(ComposeLab):
         _swarm_active()
         project = env["STAMPEDE_COMPOSE_PROJECT"]
         env["STAMPEDE_REDIS_URL"] = f"redis://:{env['STAMPEDE_LAB_SECRET']}@redis:6379/0"
-        pods = [f"http://127.0.0.1:{ports[0]}"]
-        instance = cls(pods, f"redis://redis:6379/0 (stack {project})", project=project,
-                       command=command, env=env, log_dir=log_dir)  # fmt: skip
+        instance = cls(["http://127.0.0.1:0"], f"redis://redis:6379/0 (stack {project})",
+                       project=project, command=command, env=env, log_dir=log_dir)  # fmt: skip
         try:
             _stage_pip_settings()
             log = log_dir / "stack.log"
@@ -500,60 +498,54 @@ class SwarmLab(ComposeLab):
             compose = [*compose_command(), "-p", project, "-f", str(_compose_file())]
             _checked([*compose, "build", "pod-1"], env=env, timeout_s=BUILD_TIMEOUT_S, log=log)
             stack = str(_compose_file().parent / "docker-stack.yml")
-            _checked(["docker", "stack", "deploy", "-c", stack, project], env=env,
-                     timeout_s=UP_TIMEOUT_S, log=log)  # fmt: skip
+            # --resolve-image never: the images are local, no registry is asked for a digest
+            _checked(["docker", "stack", "deploy", "--resolve-image", "never", "-c", stack,
+                      project], env=env, timeout_s=UP_TIMEOUT_S, log=log)  # fmt: skip
             instance._await_healthy(1 + int(env["STAMPEDE_REPLICAS"]))
-            instance._await_mesh()
+            instance.pods = instance._task_urls()
         except BaseException:
             instance.stop()
             raise
         return instance
 
-    def _await_mesh(self, timeout_s: float = 60.0) -> None:
-        """The routing mesh answers on the published port (it can lag the tasks' health)."""
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            with contextlib.suppress(Exception):
-                if self._http.get(f"{self.pods[0]}/health", timeout=2).status_code == 200:
-                    return
-            time.sleep(0.5)
-        raise LabError(f"{self.project}: the routing mesh did not answer on {self.pods[0]}")
+    def _task_urls(self) -> list[str]:
+        """``http://<node>:<port>`` of every running pod task (127.0.0.1 for this node's)."""
+        service = f"{self.project}_pods"
+        tasks = _checked(["docker", "service", "ps", "-q", "--filter", "desired-state=running",
+                          service]).split()  # fmt: skip
+        here = _checked(["docker", "info", "--format", "{{.Swarm.NodeID}}"]).strip()
+        fmt = "{{.NodeID}} {{range .Status.PortStatus.Ports}}{{.PublishedPort}} {{end}}"
+        urls = []
+        for line in _checked(["docker", "inspect", "--format", fmt, *tasks]).splitlines():
+            node, port, *_ = line.split()
+            host = "127.0.0.1"
+            if node != here:
+                fmt_addr = "{{.Status.Addr}}"
+                host = _checked(["docker", "node", "inspect", "--format", fmt_addr, node]).strip()
+            urls.append(f"http://{host}:{port}")
+        wanted = int(self.env["STAMPEDE_REPLICAS"])
+        if len(urls) != wanted:
+            raise LabError(f"{service}: {len(urls)} running tasks publish a port, not {wanted}")
+        return sorted(urls)
 
-    def _control(self, *args: str, body: str = "") -> Any:
-        """One control-plane call from a container on the stack's network; its JSON answer."""
+    def _control(self, *args: str) -> Any:
+        """A Redis call from a container on the stack's network; its JSON answer."""
         out = _checked(
-            ["docker", "run", "--rm", "-i", "--network", f"{self.project}_lab",
-             "--label", f"{self.project_label}={self.project}",
-             "-e", "STAMPEDE_LAB_SECRET", "-e", "STAMPEDE_REDIS_URL", "--entrypoint", "python",
-             "stampede-lab:latest", "-c", _CONTROL, f"{self.project}_pods", *args],
-            env=self.env, input_text=body,
+            ["docker", "run", "--rm", "--network", f"{self.project}_lab",
+             "--label", f"{self.project_label}={self.project}", "-e", "STAMPEDE_REDIS_URL",
+             "--entrypoint", "python", "stampede-lab:latest", "-c", _CONTROL, *args],
+            env=self.env,
         )  # fmt: skip
         return json.loads(out)
 
-    def _in_each_pod(self, method: str, path: str, body: str = "") -> list[Any]:
-        answers: list[Any] = self._control("http", method, path, body=body)
-        wanted = int(self.env["STAMPEDE_REPLICAS"])
-        if len(answers) != wanted:
-            raise LabError(f"{self.project}: {len(answers)} pod tasks answered, not {wanted}")
-        return answers
-
-    def configure(self, config: StrategyConfig) -> None:
-        self._in_each_pod("POST", "/admin/config", json.dumps(config.model_dump()))
-        self._control("redis", "flushall")
-        self.config = config
-
-    def reset(self) -> None:
-        self._in_each_pod("POST", "/admin/reset")
-
-    def stats(self) -> list[dict[str, Any]]:
-        return self._in_each_pod("GET", "/stats")
-
-    def commandstats(self) -> dict[str, int]:
-        counts: dict[str, int] = self._control("redis", "commandstats")
-        return counts
-
     def redis_cli(self, *args: str) -> str:
-        raise LabError("the swarm lab's Redis is reached through its network: use configure()")
+        """``FLUSHALL`` or ``INFO commandstats`` (all the runner needs), as redis-cli prints it."""
+        if [a.lower() for a in args] == ["flushall"]:
+            return str(self._control("flushall"))
+        if [a.lower() for a in args] == ["info", "commandstats"]:
+            counts = self._control("commandstats")
+            return "\n".join(f"cmdstat_{k}:calls={v}" for k, v in counts.items())
+        raise LabError(f"the swarm lab's Redis answers FLUSHALL and INFO commandstats, not {args}")
 
     def _down_command(self) -> list[str]:
         return ["docker", "stack", "rm", self.project]
@@ -581,35 +573,16 @@ class SwarmLab(ComposeLab):
                 _quiet(["docker", "volume", "rm", volume])
 
 
-# Runs in the pod image on the stack's network: argv = service, then "http" METHOD PATH (body on
-# stdin; every task of the service, found by DNS) or "redis" flushall|commandstats.
+# Runs in the pod image on the stack's network: argv[1] is flushall or commandstats.
 _CONTROL = """
-import json, os, socket, sys, urllib.request
-service, kind, *rest = sys.argv[1:]
-if kind == "redis":
-    import redis
-    client = redis.Redis.from_url(os.environ["STAMPEDE_REDIS_URL"], socket_timeout=10)
-    if rest == ["flushall"]:
-        print(json.dumps(client.flushall()))
-    else:
-        info = client.info("commandstats")
-        print(json.dumps({k.removeprefix("cmdstat_"): int(v["calls"]) for k, v in info.items()}))
+import json, os, sys
+import redis
+client = redis.Redis.from_url(os.environ["STAMPEDE_REDIS_URL"], socket_timeout=10)
+if sys.argv[1] == "flushall":
+    print(json.dumps(client.flushall()))
 else:
-    method, path = rest
-    body = sys.stdin.buffer.read()
-    found = socket.getaddrinfo("tasks." + service, 8000, type=socket.SOCK_STREAM)
-    ips = sorted({a[4][0] for a in found})
-    secret = os.environ["STAMPEDE_LAB_SECRET"]
-    headers = {"Host": "pods", "Content-Type": "application/json",
-               "Authorization": "Bearer " + secret}
-    answers = []
-    for ip in ips:
-        request = urllib.request.Request(
-            f"http://{ip}:8000{path}", method=method, headers=headers,
-            data=body if method == "POST" else None,
-        )
-        answers.append(json.loads(urllib.request.urlopen(request, timeout=10).read()))
-    print(json.dumps(answers))
+    info = client.info("commandstats")
+    print(json.dumps({k.removeprefix("cmdstat_"): int(v["calls"]) for k, v in info.items()}))
 """
 
 
