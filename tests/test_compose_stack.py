@@ -112,11 +112,16 @@ def images(engine: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[d
         yield names
 
 
+# The swarm's own networks, made by `swarm init` and its first task, removed by `swarm` below.
+SWARM_NETWORKS = {"docker_gwbridge", "ingress"}
+
+
 def snapshot() -> dict[str, set[str]]:
-    """Every container, network and volume the engine has, by ID."""
+    """Every container, network and volume the engine has (networks by name)."""
+    networks = set(docker("network", "ls", "--format", "{{.Name}}").split())
     return {
         "containers": set(docker("ps", "-aq", "--no-trunc").split()),
-        "networks": set(docker("network", "ls", "-q", "--no-trunc").split()),
+        "networks": networks - SWARM_NETWORKS,
         "volumes": set(docker("volume", "ls", "-q").split()),
     }
 
@@ -184,6 +189,8 @@ def test_ctrl_c_leaves_nothing(images: dict[str, str]) -> None:
          "--duration", "60", "--fresh", "--json"],
         env={**os.environ, "STAMPEDE_COMPOSE_PROJECT": project},
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        # a terminal's default: under a background job SIGINT is ignored, and so is Ctrl-C
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )  # fmt: skip
     try:
         _await_load(project, child)
