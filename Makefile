@@ -41,7 +41,7 @@ notebooks: setup  ## execute every chapter with nbval (STAMPEDE_DURATION_S short
 
 docker-test: setup  ## the compose and Swarm stacks for real (installs docker.io, compose, debootstrap)
 	@scripts/ensure-docker.sh
-	STAMPEDE_DOCKER_TEST=1 $(BIN)/pytest -q -p no:cacheprovider tests/test_compose_stack.py
+	STAMPEDE_DOCKER_TEST=1 $(BIN)/pytest -q -raP -p no:cacheprovider tests/test_compose_stack.py
 
 browser: setup  ## open every built page in headless Chromium, offline
 	$(BIN)/python tools/check_book.py book/_build/html
