@@ -12,10 +12,10 @@ CHAPTERS := $(sort $(wildcard chapters/[0-9]*.ipynb))
 SITE     := book/_build/site
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: help setup system test lint unit notebooks browser figures html book lab clean
+.PHONY: help setup system test lint unit notebooks browser figures html book lab clean docker-test
 
 help:  ## this list
-	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
 $(STAMP): pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
@@ -39,11 +39,16 @@ unit: setup  ## pytest: package, lab, HTTP, CLI
 notebooks: setup  ## execute every chapter with nbval (STAMPEDE_DURATION_S shortens runs)
 	STAMPEDE_DURATION_S=$${STAMPEDE_DURATION_S:-25} $(BIN)/pytest -q --nbval-lax chapters/ -p no:cacheprovider
 
+docker-test: setup  ## the compose and Swarm stacks for real (installs docker.io, compose, debootstrap)
+	@scripts/ensure-docker.sh
+	STAMPEDE_DOCKER_TEST=1 $(BIN)/pytest -q -raP -p no:cacheprovider tests/test_compose_stack.py
+
 browser: setup  ## open every built page in headless Chromium, offline
 	$(BIN)/python tools/check_book.py book/_build/html
 
-test: lint unit $(if $(CHAPTERS),notebooks)  ## the whole suite: lint, pytest, nbval, book + browser check
+test: lint unit $(if $(CHAPTERS),notebooks)  ## the whole suite: lint, pytest, nbval, book + browser check, docker
 	$(if $(CHAPTERS),STAMPEDE_DURATION_S=$${STAMPEDE_DURATION_S:-25} $(MAKE) --no-print-directory html browser)
+	$(MAKE) --no-print-directory docker-test
 
 figures: setup  ## run every chapter with papermill; charts to book/figures/<chapter>/
 	$(BIN)/python tools/figures.py $(if $(DURATION),--duration $(DURATION)) $(CHAPTERS)

@@ -1,10 +1,11 @@
 """The compose file, checked without a Docker engine.
 
-The structure test reads ``lab_env/docker-compose.yml``; the pod test starts each pod with
-exactly the command and environment compose gives it, after the documented mapping of the
-container's world onto this machine (``lab_env/README.md``): ``${VAR}`` from ``lab_env/.env``,
-``python`` -> this interpreter, ``0.0.0.0:8000`` -> ``127.0.0.1:<free port>``, the ``redis``
-service -> the test's redis-server, ``/data`` -> the local origin's directory.
+The structure tests read ``lab_env/docker-compose.yml``, ``lab_env/docker-stack.yml`` and the
+Dockerfile (``tests/test_compose_stack.py`` brings both stacks up for real); the pod test starts
+each pod with exactly the command and environment compose gives it, after the documented
+mapping of the container's world onto this machine (``lab_env/README.md``): ``${VAR}`` from
+``lab_env/.env``, ``python`` -> this interpreter, ``0.0.0.0:8000`` -> ``127.0.0.1:<free port>``,
+the ``redis`` service -> the test's redis-server, ``/data`` -> the local origin's directory.
 """
 
 from __future__ import annotations
@@ -25,8 +26,13 @@ from stampede.origin import ensure_origin
 
 LAB_ENV = Path(__file__).resolve().parents[1] / "lab_env"
 COMPOSE = LAB_ENV / "docker-compose.yml"
+STACK = LAB_ENV / "docker-stack.yml"
 PODS = ("pod-1", "pod-2", "pod-3")
-VAR = re.compile(r"\$\{(\w+)(:\?[^}]*)?\}")
+VAR = re.compile(r"\$\{(\w+)([:?\-][^}]*)?\}")
+# Values with no committed default anywhere (issue 12): the launcher generates them.
+SECRETS = {"STAMPEDE_LAB_SECRET": "s3cret-for-the-test", "JUPYTER_TOKEN": "token-for-the-test"}
+# The control plane's variables (stampede.compose, issue 12), read by the pods besides PodSettings.
+CONTROL_PLANE = {"STAMPEDE_LAB_SECRET", "STAMPEDE_ALLOWED_HOSTS"}
 
 
 def dotenv() -> dict[str, str]:
@@ -38,10 +44,11 @@ def dotenv() -> dict[str, str]:
     return pairs
 
 
-def compose(values: dict[str, str] | None = None) -> dict[str, Any]:
+def compose(values: dict[str, str] | None = None, path: Path = COMPOSE) -> dict[str, Any]:
     """The compose file with ``${VAR:?...}`` substituted, as ``docker compose config`` would."""
-    values = dotenv() if values is None else values
-    text = VAR.sub(lambda m: values[m.group(1)], COMPOSE.read_text())
+    if values is None:
+        values = {**dotenv(), **SECRETS, "STAMPEDE_REPLICAS": "3"}
+    text = VAR.sub(lambda m: values[m.group(1)], path.read_text())
     loaded: dict[str, Any] = yaml.safe_load(text)
     return loaded
 
@@ -51,7 +58,34 @@ def test_every_variable_is_required_and_set_in_dotenv() -> None:
     used = VAR.findall(text)
     assert used
     assert all(flag.startswith(":?") and len(flag) > 2 for _, flag in used), used
-    assert {name for name, _ in used} <= set(dotenv())
+    assert {name for name, _ in used} <= set(dotenv()) | set(SECRETS)
+
+
+def test_no_secret_has_a_committed_value() -> None:
+    """The lab secret and JupyterLab's token: required, and in no committed file."""
+    for path in (COMPOSE, STACK):
+        used = dict(VAR.findall(path.read_text()))
+        assert used["STAMPEDE_LAB_SECRET"].startswith(":?"), path
+        assert all(flag.startswith(":?") for flag in used.values()), (path, used)
+    assert not set(SECRETS) & set(dotenv())
+
+
+def test_the_secret_closes_redis_and_the_pods() -> None:
+    values = {**dotenv(), **SECRETS}
+    secret = SECRETS["STAMPEDE_LAB_SECRET"]
+    services = compose(values)["services"]
+    redis = services["redis"]
+    command = redis["command"]
+    assert command[command.index("--requirepass") + 1] == secret
+    assert redis["environment"]["REDISCLI_AUTH"] == secret  # the health check authenticates
+    assert "PONG" in " ".join(redis["healthcheck"]["test"])
+    for name in [*PODS, "jupyter"]:
+        env = services[name]["environment"]
+        assert env["STAMPEDE_REDIS_URL"] == f"redis://:{secret}@redis:6379/0"
+        assert env["STAMPEDE_LAB_SECRET"] == secret
+    jupyter = services["jupyter"]
+    assert jupyter["environment"]["JUPYTER_TOKEN"] == SECRETS["JUPYTER_TOKEN"]
+    assert all(p.startswith("127.0.0.1:") for p in jupyter["ports"])
 
 
 def test_compose_structure() -> None:
@@ -74,13 +108,16 @@ def test_compose_structure() -> None:
         assert (
             pod["build"]["dockerfile"] == "lab_env/Dockerfile" and pod["build"]["context"] == ".."
         )
+        assert pod["build"]["args"]["PYTHON_IMAGE"] == dotenv()["PYTHON_IMAGE"]
         # the embedded launcher's command, on the container's interface
         assert pod["command"] == ["python", *pod_command(8000, "0.0.0.0")[1:]]
         for key in pod["environment"]:
             field = key.removeprefix("STAMPEDE_").lower()
-            assert field in PodSettings.model_fields, f"{key} is not a PodSettings field"
+            known = field in PodSettings.model_fields or key in CONTROL_PLANE
+            assert known, f"{key} is not a PodSettings field"
     assert len(host_ports) == 3
     assert (LAB_ENV / "Dockerfile").exists()
+    assert redis["image"] == dotenv()["REDIS_IMAGE"]
     assert services["jupyter"]["profiles"] == ["jupyter"]
     assert all(p.startswith("127.0.0.1:") for p in services["jupyter"]["ports"])
 
@@ -96,8 +133,8 @@ def local_pod(
     command[command.index("--host") + 1] = "127.0.0.1"
     command[command.index("--port") + 1] = str(port)
     env = {k: str(v) for k, v in service["environment"].items()}
-    assert env["STAMPEDE_REDIS_URL"] == "redis://redis:6379/0"
-    env["STAMPEDE_REDIS_URL"] = redis_url
+    assert env["STAMPEDE_REDIS_URL"] == f"redis://:{SECRETS['STAMPEDE_LAB_SECRET']}@redis:6379/0"
+    env["STAMPEDE_REDIS_URL"] = redis_url  # the test's redis-server has no password
     target = service["volumes"][0]["target"]
     env["STAMPEDE_ORIGIN_PATH"] = env["STAMPEDE_ORIGIN_PATH"].replace(target, str(origin.parent))
     return command, env, port
@@ -147,3 +184,44 @@ def test_run_attaches_to_a_lab_named_in_the_environment(
     assert result.summary["lost"] == 0 and result.summary["requests"] > 0
     assert sum(len(s["reads"]) for s in lab.stats()) == result.summary["origin_reads"]
     assert list((tmp_path / "runs").glob("*.json.gz")), "the run was cached under STAMPEDE_DATA_DIR"
+
+
+def test_swarm_stack_structure() -> None:
+    """One ``pods`` service of N replicas, each on a port of its node; Redis unpublished."""
+    stack = compose(path=STACK)
+    services = stack["services"]
+    assert set(services) == {"redis", "pods"}
+    redis, pods = services["redis"], services["pods"]
+    assert "ports" not in redis and "healthcheck" in redis
+    assert redis["command"] == compose()["services"]["redis"]["command"]
+    assert pods["deploy"]["replicas"] == 3  # STAMPEDE_REPLICAS
+    (port,) = pods["ports"]
+    assert port == {"target": 8000, "protocol": "tcp", "mode": "host"}  # the engine picks
+    (volume,) = pods["volumes"]
+    assert volume["read_only"] is True and volume["target"] == "/data"
+    assert "/health" in " ".join(pods["healthcheck"]["test"])
+    assert pods["command"] == compose()["services"]["pod-1"]["command"]
+    assert pods["image"] == compose()["services"]["pod-1"]["image"]
+    assert pods["environment"]["STAMPEDE_POD_NAME"] == "pod-{{.Task.Slot}}"
+    pod_env = compose()["services"]["pod-1"]["environment"]
+    same = {
+        "STAMPEDE_REDIS_URL",
+        "STAMPEDE_LAB_SECRET",
+        "STAMPEDE_ORIGIN_PATH",
+        "STAMPEDE_STRATEGY",
+    }
+    assert {k: pods["environment"][k] for k in same} == {k: pod_env[k] for k in same}
+    assert stack["networks"]["lab"]["driver"] == "overlay"
+
+
+def test_the_image_never_keeps_the_build_settings() -> None:
+    """Base images are build arguments; lab_env/pip/ reaches the build stage only."""
+    text = (LAB_ENV / "Dockerfile").read_text()
+    assert "ARG PYTHON_IMAGE=python:3.11-slim" in text
+    build, final = text.split("\nFROM ${PYTHON_IMAGE}\n")
+    assert "FROM ${PYTHON_IMAGE} AS build" in build and "lab_env/pip/" in build
+    assert "pip" not in final.replace("/opt/venv", "")
+    assert "COPY --from=build /opt/venv /opt/venv" in final
+    lines = (LAB_ENV.parent / ".dockerignore").read_text().splitlines()
+    ignored = [line for line in lines if line and not line.startswith("#")]
+    assert ignored[:1] == ["*"] and "!lab_env/pip/" in ignored  # an allow-list

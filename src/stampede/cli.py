@@ -1,6 +1,7 @@
 """``stampede``: start the lab, run one experiment, print what it measured.
 
     stampede lab up [--strategy NAME] [params] [--json]   start the lab in the background
+    stampede lab up --compose [--jupyter] | --swarm        ... as containers (lab_env/)
     stampede lab status [--json]                           is it up, where
     stampede lab down                                      stop exactly what ``lab up`` started
     stampede run --strategy NAME [params] [--json]         one run on a fresh lab
@@ -27,6 +28,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from stampede import auth, paths, procs
+from stampede.compose import LAUNCHERS, ComposeLab, SwarmLab
 from stampede.config import LabConfig, LoadConfig, StrategyConfig, validated
 from stampede.errors import ConfigError, StampedeError
 from stampede.lab import Lab, load_state, save_state
@@ -55,18 +57,33 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _lab_up(args: argparse.Namespace) -> int:
     state_path = paths.state_dir() / STATE_FILE
     state = load_state(state_path)
-    if state and _recorded_alive(state):
+    if args.jupyter and not args.compose:
+        raise ConfigError("--jupyter is a service of the compose lab: add --compose")
+    if state and ("project" in state or _recorded_alive(state)):
         raise StampedeError(f"a lab is already up ({state['pods']}); `stampede lab down` first")
     config = validated(StrategyConfig, **_picked(args, StrategyConfig))
     lab_config = validated(LabConfig, **_picked(args, LabConfig))
     logs = paths.state_dir() / "logs-up"
-    lab = Lab.embedded(lab_config, config=config, owned=False, log_dir=logs)
+    if args.compose or args.swarm:
+        kind = ComposeLab if args.compose else SwarmLab
+        lab: Lab = kind.up(lab_config, config=config, jupyter=args.jupyter)
+    else:
+        lab = Lab.embedded(lab_config, config=config, owned=False, log_dir=logs)
     lab.configure(config)
     save_state(lab, state_path)
+    state_path.chmod(0o600)  # a container lab's state holds its secret
     lab.processes.clear()  # hand the PIDs over to `lab down`: leaving must not stop them
     # the secret is printed for `make lab` to export (STAMPEDE_LAB_SECRET); it is in the
     # Redis URL too, and in the state file, which only this user can read
     info = {"pods": lab.pods, "redis": lab.redis_url, "secret": lab.secret}
+    if isinstance(lab, ComposeLab):
+        lab.detach()  # the project stays up until `lab down`
+        info["project"] = lab.project
+        if args.jupyter:
+            env = lab.env
+            info["jupyter"] = (
+                f"http://127.0.0.1:{env['JUPYTER_PORT']}/lab?token={env['JUPYTER_TOKEN']}"
+            )
     print(json.dumps(info) if args.json else _lines(info))
     return 0
 
@@ -76,6 +93,11 @@ def _lab_down(args: argparse.Namespace) -> int:
     state = load_state(state_path)
     if not state:
         print("no lab is up")
+        return 0
+    if "project" in state:
+        ComposeLab.from_state(state).stop()
+        state_path.unlink(missing_ok=True)
+        print(f"took {state['project']} down")
         return 0
     stopped, left = 0, []
     for entry in reversed(state.get("processes", [])):
@@ -107,7 +129,13 @@ def _lab_status(args: argparse.Namespace) -> int:
     if not state:
         print(json.dumps({"up": False}) if args.json else "no lab is up")
         return 1
-    lab = Lab.attach(state["pods"], state["redis"], secret=state.get("secret"))
+    lab = (
+        ComposeLab.from_state(state)
+        if "project" in state
+        else Lab.attach(state["pods"], state["redis"], secret=state.get("secret"))
+    )
+    if isinstance(lab, ComposeLab):
+        lab.detach()
     healthy = lab.health()
     lab.stop()
     shown = {k: v for k, v in state.items() if k != "secret"}  # in the state file, not printed
@@ -122,10 +150,13 @@ def _run(args: argparse.Namespace) -> int:
 
     params = {**_picked(args, StrategyConfig), **_picked(args, LoadConfig)}
     params.update(_picked(args, LabConfig))
-    lab = None
+    lab: Lab | str | None = args.lab
     if args.attach:
         state = load_state(paths.state_dir() / STATE_FILE)
-        if state:
+        if state and "project" in state:
+            lab = ComposeLab.from_state(state)
+            lab.detach()
+        elif state:
             lab = Lab.attach(state["pods"], state["redis"], secret=state.get("secret"))
         else:
             lab = Lab.from_env()
@@ -197,6 +228,10 @@ def _parser() -> argparse.ArgumentParser:
     up.add_argument(
         "--json", action="store_true", help='print {"pods": [...], "redis": "...", "secret": "..."}'
     )
+    where = up.add_mutually_exclusive_group()
+    where.add_argument("--compose", action="store_true", help="as lab_env/docker-compose.yml")
+    where.add_argument("--swarm", action="store_true", help="as a Swarm stack (docker-stack.yml)")
+    up.add_argument("--jupyter", action="store_true", help="with --compose: JupyterLab too")
     up.set_defaults(func=_lab_up)
     down = lab_sub.add_parser("down", help="stop the lab that `lab up` started")
     down.set_defaults(func=_lab_down)
@@ -216,6 +251,7 @@ def _parser() -> argparse.ArgumentParser:
         default="lab",
         help="lab: a live run; sim: the simulator (stampede.sim), same summary",
     )
+    run.add_argument("--lab", choices=LAUNCHERS, help="the lab to start (default: STAMPEDE_LAB)")
     run.set_defaults(func=_run)
 
     sim = sub.add_parser("sim", help="the simulator: its constants, fleet-scale runs")

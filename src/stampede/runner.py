@@ -35,6 +35,7 @@ import httpx
 import pandas as pd
 
 from stampede import metrics, paths
+from stampede.compose import launcher_name, start_lab
 from stampede.config import Fault, LabConfig, LoadConfig, StrategyConfig, check_schedule, validated
 from stampede.errors import CodeMismatch, ConfigError, LabError, LostRequests, OutcomeMismatch
 from stampede.fault_report import fault_report
@@ -121,7 +122,7 @@ def split_params(params: dict[str, Any]) -> tuple[StrategyConfig, LoadConfig, La
 def run(
     strategy: str = "naive",
     *,
-    lab: Lab | None = None,
+    lab: Lab | str | None = None,
     fresh: bool | None = None,
     progress: bool = True,
     backend: str = "lab",
@@ -129,19 +130,20 @@ def run(
 ) -> RunResult:
     """Run ``strategy`` under the load described by ``params`` and measure it.
 
-    Without ``lab``, attaches to the lab named by ``STAMPEDE_POD_URLS`` if set, else starts an
-    embedded lab for this run and stops it after. ``faults`` (a list of
-    :class:`~stampede.config.Fault`) need an embedded lab; their timeline and measured effect
-    land in ``summary["faults"]``. Every run checks that nothing was lost (sent = responses +
-    errors + timeouts) and raises :class:`LostRequests` otherwise, and that every pod counted
-    the answers the generator got from it (:class:`OutcomeMismatch` otherwise). Pods that run
-    other code than this process are refused before anything is sent (:class:`CodeMismatch`).
-    ``summary["unexpected"]`` counts the run's ``fail_open`` answers, errors and Redis errors,
-    and is ``marked`` when the run injected no fault but saw some. A run holds the run lock
-    (:mod:`stampede.run_lock`) from before its lab starts until its result is saved; while
-    another run holds it, this one waits, says for whom, and starts nothing.
-    ``backend="sim"`` returns the simulator's :class:`RunResult` for the same parameters
-    (:func:`stampede.sim.simulate`).
+    Without ``lab``, attaches to the lab named by ``STAMPEDE_POD_URLS`` if set, else starts the
+    lab ``STAMPEDE_LAB`` names (embedded by default) for this run and stops it after; ``lab`` may
+    name one too: ``"embedded"``, ``"compose"``, ``"swarm"`` (:mod:`stampede.compose`).
+    ``faults`` (a list of :class:`~stampede.config.Fault`) need an embedded lab; their timeline
+    and measured effect land in ``summary["faults"]``. Every run checks that nothing was lost
+    (sent = responses + errors + timeouts) and raises :class:`LostRequests` otherwise, and that
+    every pod counted the answers the generator got from it (:class:`OutcomeMismatch`
+    otherwise). Pods that run other code than this process are refused before anything is sent
+    (:class:`CodeMismatch`). ``summary["unexpected"]`` counts the run's ``fail_open`` answers,
+    errors and Redis errors, and is ``marked`` when the run injected no fault but saw some. A
+    run holds the run lock (:mod:`stampede.run_lock`) from before its lab starts until its
+    result is saved; while another run holds it, this one waits, says for whom, and starts
+    nothing. ``backend="sim"`` returns the simulator's :class:`RunResult` for the same
+    parameters (:func:`stampede.sim.simulate`).
     """
     if backend != "lab":
         if backend != "sim" or lab is not None:
@@ -153,24 +155,28 @@ def run(
 
         return simulate(strategy, **params)
     config, load, lab_config = split_params({"strategy": strategy, **params})
+    launcher = None if isinstance(lab, Lab) else launcher_name(lab)  # a bad name fails here
     check_schedule(lab_config.faults, load.duration_s)
     all_params = {**config.model_dump(), **load.model_dump(), **lab_config.model_dump()}
     fresh = fresh if fresh is not None else os.environ.get("STAMPEDE_FRESH") == "1"
     if lab is None and os.environ.get("STAMPEDE_POD_URLS"):
         lab = Lab.from_env()  # `make lab`, compose: attach to the running lab
-    if lab_config.faults and lab is not None and not lab.processes:
+    if lab_config.faults and isinstance(lab, Lab) and not lab.processes:
         raise ConfigError("faults need an embedded lab (PIDs to signal); this one is attached")
-    key = _cache_key(all_params, code_version(), redis_version(lab))
+    attached = lab if isinstance(lab, Lab) else None
+    # which kind of lab measured it: an attached plain lab (`make lab`) is an embedded one
+    kind = getattr(attached, "kind", "embedded") if attached else launcher
+    key = _cache_key({**all_params, "lab": kind}, code_version(), redis_version(attached))
     cache_file = paths.runs_dir() / f"{key}.json.gz"
     if not fresh and cache_file.exists():
         return _load(cache_file)
-    own_lab = lab is None
+    own_lab = attached is None
     expected_s = load.duration_s + START_STOP_S
     # The lock comes before the lab: a run that waits for another has started nothing yet.
     with machine_exclusive(config.strategy, expected_s, progress=progress):
         if not fresh and cache_file.exists():  # the run it waited for may have made this one
             return _load(cache_file)
-        lab = lab or Lab.embedded(lab_config, config=config)
+        lab = attached or start_lab(launcher, lab_config, config)
         try:
             check_code(lab)
             result = _measure(lab, config, load, all_params, progress, lab_config.faults)

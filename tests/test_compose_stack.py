@@ -1,0 +1,272 @@
+"""The compose stack and the Swarm stack, for real: built, started, run, taken down.
+
+Runs under ``make docker-test`` (part of ``make test``), which installs the engine, compose and
+debootstrap when they are missing (``scripts/ensure-docker.sh``) and sets
+``STAMPEDE_DOCKER_TEST=1``. The module starts ``dockerd`` itself when no engine answers (and
+stops exactly that process after), makes the stand-in base images offline
+(``scripts/make-standin-images.sh``), and then drives everything through the package's own
+launchers: ``run(..., lab="compose")`` and ``run(..., lab="swarm")``. Each run must teach the
+chapters' lesson (chapters 1 and 2 assert the same numbers) and leave nothing of the lab behind:
+no container, network or volume that was not there before, after a good run, a failed run and
+a Ctrl-C.
+
+Where no engine can run (not root and no engine, no ``dockerd`` installed), the module is
+skipped with that reason.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from stampede import runner
+from stampede.compose import SwarmLab
+from stampede.runner import RunResult, run
+
+ROOT = Path(__file__).resolve().parents[1]
+# Chapter 1 and 2's reader load, on a 20 s run: 4 TTL windows, the last one incomplete.
+LOAD: dict[str, Any] = {
+    "duration_s": 20.0, "clients": 50, "rate": 380.0, "ttl_s": 5.0, "hot_share": 0.95, "seed": 0,
+}  # fmt: skip
+
+pytestmark = pytest.mark.timeout(1200)  # the first build installs every pinned package
+
+
+def docker(*args: str, check: bool = True) -> str:
+    done = subprocess.run(["docker", *args], capture_output=True, text=True, timeout=300)
+    if check and done.returncode != 0:
+        raise AssertionError(f"docker {' '.join(args)}: {done.stderr.strip()}")
+    return done.stdout
+
+
+def engine_answers() -> bool:
+    return (
+        shutil.which("docker") is not None
+        and subprocess.run(["docker", "info"], capture_output=True, timeout=60).returncode == 0
+    )
+
+
+@pytest.fixture(scope="module")
+def engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """A running Docker engine: the machine's, or a ``dockerd`` started (and stopped) here."""
+    if os.environ.get("STAMPEDE_DOCKER_TEST") != "1":
+        pytest.skip("the container stacks run under `make docker-test` (STAMPEDE_DOCKER_TEST=1)")
+    if engine_answers():
+        yield
+        return
+    if shutil.which("dockerd") is None or os.geteuid() != 0:
+        pytest.skip(
+            "no Docker engine can run here: none answers, and dockerd is "
+            + ("not installed" if shutil.which("dockerd") is None else "there but needs root")
+        )
+    log = tmp_path_factory.mktemp("dockerd") / "dockerd.log"
+    with log.open("wb") as out:
+        daemon = subprocess.Popen(["dockerd"], stdout=out, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 90
+        while not engine_answers():
+            assert daemon.poll() is None, f"dockerd exited: {log.read_text()[-2000:]}"
+            assert time.monotonic() < deadline, f"dockerd never answered: {log.read_text()[-2000:]}"
+            time.sleep(0.5)
+        print(f"started dockerd, PID {daemon.pid}")
+        yield
+    finally:
+        daemon.terminate()
+        try:
+            daemon.wait(60)
+        except subprocess.TimeoutExpired:
+            daemon.kill()
+            daemon.wait()
+
+
+@pytest.fixture(scope="module")
+def images(engine: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    """The stand-in base images, named for the launcher; a private data dir for the runs."""
+    made = subprocess.run(
+        [str(ROOT / "scripts" / "make-standin-images.sh")],
+        capture_output=True, text=True, timeout=900,
+    )  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    names = dict(line.split("=", 1) for line in made.stdout.split())
+    assert set(names) == {"PYTHON_IMAGE", "REDIS_IMAGE"}
+    with pytest.MonkeyPatch.context() as env:
+        for key, value in names.items():
+            env.setenv(key, value)
+        # runs of this module are cached apart from the book's, with their own origin
+        data = tmp_path_factory.mktemp("data")
+        data.chmod(0o755)  # mounted into the pods, which run as an unprivileged user
+        env.setenv("STAMPEDE_DATA_DIR", str(data))
+        env.delenv("STAMPEDE_POD_URLS", raising=False)
+        env.delenv("STAMPEDE_LAB", raising=False)
+        yield names
+
+
+# The swarm's own networks, made by `swarm init` and its first task, removed by `swarm` below.
+SWARM_NETWORKS = {"docker_gwbridge", "ingress"}
+
+
+def snapshot() -> dict[str, set[str]]:
+    """Every container, network and volume the engine has (networks by name)."""
+    networks = set(docker("network", "ls", "--format", "{{.Name}}").split())
+    return {
+        "containers": set(docker("ps", "-aq", "--no-trunc").split()),
+        "networks": networks - SWARM_NETWORKS,
+        "volumes": set(docker("volume", "ls", "-q").split()),
+    }
+
+
+def left_over(before: dict[str, set[str]]) -> dict[str, set[str]]:
+    now = snapshot()
+    return {kind: ids - before[kind] for kind, ids in now.items() if ids - before[kind]}
+
+
+def assert_naive_lesson(result: RunResult) -> None:
+    """Chapter 1's claims: a needle of hot-key origin reads in every TTL window."""
+    s = result.summary
+    reads = s["hot_reads_per_window"]
+    assert len(reads) >= 3, f"only {len(reads)} complete hot-key windows"
+    assert min(reads) >= 20, f"expected >= 20 hot-key origin reads in every window, got {reads}"
+    assert s["hit_rate"] > 0.9, s["hit_rate"]
+    assert s["lost"] == 0 and s["requests"] > 0.9 * LOAD["rate"] * LOAD["duration_s"]
+
+
+def assert_single_flight_lesson(result: RunResult) -> None:
+    """Chapter 2's claim: exactly one hot-key origin read per TTL window, across all pods."""
+    s = result.summary
+    reads = s["hot_reads_per_window"]
+    fail_open = s["outcomes"].get("fail_open", 0)
+    assert len(reads) >= 3 and all(n == 1 for n in reads), (
+        f"expected 1 hot-key read per window, got {reads} ({fail_open} fail_open)"
+    )
+    assert s["outcomes"]["wait_hit"] > 0 and s["lost"] == 0
+
+
+def test_compose_runs_teach_the_lesson_and_leave_nothing(images: dict[str, str]) -> None:
+    before = snapshot()
+    naive = run("naive", lab="compose", fresh=True, progress=False, **LOAD)
+    assert left_over(before) == {}
+    single_flight = run("single_flight", lab="compose", fresh=True, progress=False, **LOAD)
+    assert left_over(before) == {}
+    for result in (naive, single_flight):
+        assert sorted(result.reads["pod"].unique()) == ["pod-1", "pod-2", "pod-3"]
+    assert_naive_lesson(naive)
+    assert_single_flight_lesson(single_flight)
+    print("compose naive:", json.dumps(_headline(naive)))
+    print("compose single_flight:", json.dumps(_headline(single_flight)))
+
+
+def test_a_failed_run_leaves_nothing(
+    images: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    before = snapshot()
+
+    def broken(*args: Any, **kwargs: Any) -> RunResult:
+        raise RuntimeError("the run failed half-way")
+
+    monkeypatch.setattr(runner, "_measure", broken)
+    with pytest.raises(RuntimeError, match="half-way"):
+        run("naive", lab="compose", fresh=True, progress=False, **LOAD)
+    assert left_over(before) == {}
+
+
+def test_ctrl_c_leaves_nothing(images: dict[str, str]) -> None:
+    """SIGINT to ``stampede run`` while the load runs: exit 130, and the project is gone."""
+    before = snapshot()
+    project = f"stampede-interrupt-{os.getpid()}"
+    child = subprocess.Popen(
+        [sys.executable, "-m", "stampede", "run", "--lab", "compose", "--strategy", "naive",
+         "--duration", "60", "--fresh", "--json"],
+        env={**os.environ, "STAMPEDE_COMPOSE_PROJECT": project},
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        # a terminal's default: under a background job SIGINT is ignored, and so is Ctrl-C
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )  # fmt: skip
+    try:
+        _await_load(project, child)
+        child.send_signal(signal.SIGINT)
+        _, err = child.communicate(timeout=180)
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.communicate()
+    assert child.returncode == 130, err
+    assert "interrupted" in err
+    assert left_over(before) == {}
+
+
+def _await_load(project: str, child: subprocess.Popen[str]) -> None:
+    """Until pod-1 of ``project`` has read the origin: the run's load is on."""
+    deadline = time.monotonic() + 600  # includes the (cached) build
+    while time.monotonic() < deadline:
+        assert child.poll() is None, child.communicate()
+        ids = docker("ps", "-q", "--filter", f"label=com.docker.compose.project={project}",
+                     "--filter", "label=com.docker.compose.service=pod-1").split()  # fmt: skip
+        if ids:
+            port = docker("port", ids[0], "8000", check=False).split(":")[-1].strip()
+            try:
+                if port and httpx.get(f"http://127.0.0.1:{port}/stats", timeout=2).json()["reads"]:
+                    return
+            except (httpx.HTTPError, ValueError, KeyError):
+                pass
+        time.sleep(0.5)
+    raise AssertionError(f"{project}: the load never started")
+
+
+def test_swarm_refuses_without_a_swarm(images: dict[str, str]) -> None:
+    if docker("info", "--format", "{{.Swarm.LocalNodeState}}").strip() == "active":
+        pytest.skip("this engine is in a swarm already")
+    with pytest.raises(Exception, match="not in a swarm"):
+        SwarmLab.up()
+
+
+@pytest.fixture(scope="module")
+def swarm(images: dict[str, str]) -> Iterator[None]:
+    """A one-node swarm: this engine's, or one initialised here and left after."""
+    state = docker("info", "--format", "{{.Swarm.LocalNodeState}}").strip()
+    networks = set(docker("network", "ls", "--format", "{{.Name}}").split())
+    if state == "active":
+        yield
+        return
+    docker("swarm", "init", "--advertise-addr", "127.0.0.1")
+    try:
+        yield
+    finally:
+        docker("swarm", "leave", "--force")
+        for network in {"docker_gwbridge"} - networks:  # made by `swarm init`, not by the lab
+            docker("network", "rm", network, check=False)
+
+
+def test_swarm_stack_with_three_replicas(swarm: None) -> None:
+    before = snapshot()
+    naive = run("naive", lab="swarm", fresh=True, progress=False, **LOAD)
+    assert left_over(before) == {}
+    single_flight = run("single_flight", lab="swarm", fresh=True, progress=False, **LOAD)
+    assert left_over(before) == {}
+    for result in (naive, single_flight):  # the generator's round robin reached every task
+        served = result.reads.groupby("pod").size()
+        assert sorted(served.index) == ["pod-1", "pod-2", "pod-3"], served
+    assert_naive_lesson(naive)
+    assert_single_flight_lesson(single_flight)
+    print("swarm naive:", json.dumps(_headline(naive)))
+    print("swarm single_flight:", json.dumps(_headline(single_flight)))
+
+
+def _headline(result: RunResult) -> dict[str, Any]:
+    s = result.summary
+    keys = ["requests", "origin_reads", "hot_reads_per_window", "max_origin_per_s_steady",
+            "hit_rate", "reads_over_bound"]  # fmt: skip
+    out = {k: s[k] for k in keys}
+    out["hot_latency_ms_steady"] = {k: round(v, 1) for k, v in s["hot_latency_ms_steady"].items()}
+    out["latency_ms"] = {k: round(v, 1) for k, v in s["latency_ms"].items()}
+    return out
