@@ -193,3 +193,23 @@ async def test_notify_announces_a_failure_after_releasing_the_lock(
     origin.error_rate = 1.0
     seen = await announcements_with_lock_state(make_strategy, origin, redis_client, monkeypatch)
     assert seen == [(False, False)]
+
+
+@pytest.mark.parametrize("wait", ["poll", "notify"])
+async def test_a_wall_clock_step_does_not_time_the_waiters_out(
+    make_strategy: MakeStrategy, origin_file: Any, clock: Any, wait: str
+) -> None:
+    """Waiters' deadlines are durations (monotonic): the wall clock jumping an hour mid-wait
+    (NTP, a VM resumed) must not turn every waiter into a 503."""
+    slow = Origin(origin_file, latency_s=0.3)
+    await slow.open()
+    try:
+        strategy = make_strategy("single_flight", wait=wait, poll_ms=10)
+        calls = [asyncio.ensure_future(strategy.get(1, loader(slow))) for _ in range(10)]
+        await asyncio.sleep(0.1)  # the winner is reading, the others wait
+        clock.advance(3600)
+        results = await asyncio.gather(*calls)
+    finally:
+        await slow.close()
+    outcomes = Counter(r.outcome for r in results)
+    assert outcomes["miss"] == 1 and outcomes["wait_hit"] == 9
