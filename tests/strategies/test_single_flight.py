@@ -213,3 +213,25 @@ async def test_a_wall_clock_step_does_not_time_the_waiters_out(
         await slow.close()
     outcomes = Counter(r.outcome for r in results)
     assert outcomes["miss"] == 1 and outcomes["wait_hit"] == 9
+
+
+async def test_a_failure_between_acquire_and_spawn_leaves_no_lock(
+    make_strategy: MakeStrategy,
+    origin: Origin,
+    redis_client: Redis,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A Redis error (or a cancel) after the lock was taken and before the refresh was spawned
+    must release it: otherwise the key has no refresher until the lease runs out."""
+    strategy = make_strategy("single_flight")
+    seen = Entry(b"{}", created_at=0.0, delta=0.1, soft_expiry=0.0)
+
+    async def broken_get(item: int) -> Entry:
+        assert await redis_client.exists(LOCK_KEY)  # the lock is held at this point
+        raise ConnectionError("Redis went away after the acquire")
+
+    monkeypatch.setattr(strategy.store, "get", broken_get)
+    with pytest.raises(ConnectionError):
+        await strategy.refresh_in_background(1, loader(origin), seen)
+    assert not await redis_client.exists(LOCK_KEY)
+    assert origin.reads == []
