@@ -47,7 +47,7 @@ def other_code_pod(tmp_path: Path, redis_url: str, origin_file: Path) -> Iterato
     with (copy / "strategies" / "naive.py").open("a") as fh:
         fh.write("\n# an edit made after the lab started\n")
     port = procs.free_port()
-    env = pod_env("pod-1", redis_url, origin_file, StrategyConfig())
+    env = pod_env("pod-1", redis_url, origin_file, StrategyConfig(), secret="")
     env["PYTHONPATH"] = str(copy.parent)  # before site-packages: the pod imports the copy
     pod = procs.start("pod-other", pod_command(port), log_path=tmp_path / "pod.log", env=env)
     url = f"http://127.0.0.1:{port}"
