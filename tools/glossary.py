@@ -18,6 +18,11 @@ import sys
 from pathlib import Path
 
 from stampede import outcomes
+
+try:  # imported as ``tools.<name>`` (tests/test_docs.py)
+    from tools import generated
+except ImportError:  # run as a script: ``tools/`` is the first entry of sys.path
+    import generated  # type: ignore[no-redef]
 from stampede.metrics import COLUMNS, METRICS, SERVED_WITHOUT_ORIGIN
 from stampede.outcomes import Outcome
 
@@ -71,20 +76,11 @@ def glossary() -> str:
 
 def render(page: str) -> str:
     """``page`` with the part between the markers replaced by the current glossary."""
-    head, _, rest = page.partition(BEGIN)
-    _, _, tail = rest.partition(END)
-    if not rest:
-        raise SystemExit(f"{PAGE} lacks the marker {BEGIN!r}")
-    return f"{head}{BEGIN}\n{glossary()}\n{END}{tail}"
+    return generated.render(page, BEGIN, END, glossary(), PAGE)
 
 
 def main() -> int:
-    text = PAGE.read_text(encoding="utf-8")
-    new = render(text)
-    if new != text:
-        PAGE.write_text(new, encoding="utf-8")
-        print(f"updated {PAGE}")
-    return 0
+    return generated.update(PAGE, render(PAGE.read_text(encoding="utf-8")))
 
 
 if __name__ == "__main__":

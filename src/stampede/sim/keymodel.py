@@ -38,7 +38,7 @@ from redis.asyncio import Redis
 from stampede.cache import CacheStore, jittered_ttl
 from stampede.config import StrategyConfig
 from stampede.envelope import Entry
-from stampede.outcomes import Outcome
+from stampede.metrics import OUTCOMES
 from stampede.registry import strategy_class
 from stampede.sim.timing import Array, Timing
 from stampede.strategies.base import Deps, Strategy
@@ -56,14 +56,7 @@ __all__ = [
     "unmodelled",
 ]
 
-CODES = (
-    Outcome.HIT,
-    Outcome.MISS,
-    Outcome.WAIT_HIT,
-    Outcome.STALE,
-    Outcome.EARLY_REFRESH,
-    Outcome.ERROR,
-)
+CODES = OUTCOMES  # the outcomes every summary counts, in the metric table's order
 """Outcome codes of :attr:`KeyTrace.outcome`: the index into this tuple."""
 HIT, MISS, WAIT_HIT, STALE, EARLY, ERROR = range(len(CODES))
 
