@@ -27,7 +27,7 @@ import subprocess
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from functools import cached_property
+from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -314,7 +314,12 @@ def redis_version(lab: Lab | None = None) -> str:
     if lab is not None:
         with lab.redis() as client:
             return str(client.info("server")["redis_version"])
-    server = find_redis_server()
+    return _binary_version(find_redis_server())
+
+
+@lru_cache
+def _binary_version(server: str) -> str:
+    """``server --version``, once per binary: every ``run()``, a cached one too, asks for it."""
     out = subprocess.run([server, "--version"], capture_output=True, text=True, timeout=30)
     if found := re.search(r"\bv=(\S+)", out.stdout):
         return found[1]
