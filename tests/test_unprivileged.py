@@ -75,6 +75,7 @@ class Reader:
     uid: int
     home: Path
     repo: Path
+    runuser: str  # /usr/sbin/runuser: found on root's PATH, not on the user's
     timings: dict[str, float] = field(default_factory=dict)
 
     def env(self, **extra: str) -> dict[str, str]:
@@ -95,7 +96,7 @@ class Reader:
         begin = time.monotonic()
         try:
             return subprocess.run(
-                ["runuser", "-u", self.name, "--", "/usr/bin/env", "-i", *settings, *args],
+                [self.runuser, "-u", self.name, "--", "/usr/bin/env", "-i", *settings, *args],
                 cwd=self.repo, env={"PATH": USER_PATH}, stdin=subprocess.DEVNULL,
                 capture_output=True, text=True, timeout=timeout, check=False,
             )  # fmt: skip
@@ -150,7 +151,7 @@ def reader() -> Iterator[Reader]:
         check=True, capture_output=True,
     )  # fmt: skip
     user = pwd.getpwnam(name)
-    reader = Reader(name, user.pw_uid, home, home / "stampede-lab")
+    reader = Reader(name, user.pw_uid, home, home / "stampede-lab", shutil.which("runuser") or "")
     try:
         print(f"user {name} (uid {user.pw_uid}), HEAD {clone_head(reader.repo)}")
         subprocess.run(["chown", "-R", f"{name}:{name}", str(home)], check=True)
