@@ -23,7 +23,8 @@ At the end every process of the user is ended by PID, ``ps -u`` must find none, 
 its group and its home are removed. The environment is cleared (``env -i``) but for ``HOME``,
 the user's names, a Debian user's ``PATH`` and how this machine reaches PyPI (``PIP_*``, CA
 bundles, proxies). Needs root to make the user, and PyPI, as ``make setup`` does; CI runs as
-root, so it runs there. About 4-5 min on two cores; run it under the heavy lock.
+root, so it runs there. It takes about 2.5 min on two cores where pip finds the packages in a
+local index, longer where it downloads them all; run it under the heavy lock.
 """
 
 from __future__ import annotations
@@ -198,7 +199,8 @@ def set_up(reader: Reader) -> Reader:
     assert not (reader.home / ".cache" / "pip").exists()
     setup = reader.run(["make", "setup", f"PYTHON={DEBIAN_PYTHON}"], "make setup", SETUP_TIMEOUT_S)
     assert setup.returncode == 0, f"make setup failed as {reader.name}:\n{tail(setup)}"
-    assert "sudo" not in setup.stderr and "installing" not in setup.stderr, setup.stderr
+    # redis-server was found where the machine installed it: ensure-system.sh tried nothing
+    assert "apt-get" not in setup.stderr and "sudo" not in setup.stderr, setup.stderr
     version = reader.run([".venv/bin/python", "-c", "import sys; print(sys.version)"], "python", 30)
     assert version.stdout.startswith("3.11.2"), version.stdout  # Debian 12's, not the machine's
     return reader
