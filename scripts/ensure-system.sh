@@ -4,9 +4,10 @@
 # without sudo (a JupyterHub or Binder user), or without apt-get, say what to do and stop.
 set -euo pipefail
 
-# The lab looks in the same places (src/stampede/lab.py, find_redis_server); the tests
-# override REDIS_PLACES to see what a machine without redis-server gets.
-REDIS_PLACES="${REDIS_PLACES:-/usr/bin /usr/sbin /usr/local/bin /opt/homebrew/bin ${HOME:-/nonexistent}/.local/bin}"
+# The lab looks in the same places (src/stampede/lab.py, find_redis_server). STAMPEDE_REDIS_PLACES
+# (colon-separated, as the lab reads it) replaces them: the tests point it at an empty folder to
+# see what a machine without redis-server gets.
+REDIS_PLACES="${STAMPEDE_REDIS_PLACES:-/usr/bin:/usr/sbin:/usr/local/bin:/opt/homebrew/bin:${HOME:-/nonexistent}/.local/bin}"
 have_redis() {
   if [[ -n "${STAMPEDE_REDIS_SERVER:-}" ]]; then
     [[ -x "$STAMPEDE_REDIS_SERVER" ]] && return 0
@@ -14,9 +15,10 @@ have_redis() {
     exit 1
   fi
   command -v redis-server >/dev/null 2>&1 && return 0
-  local dir
-  for dir in $REDIS_PLACES; do
-    [[ -x "$dir/redis-server" ]] && return 0
+  local dir places
+  IFS=: read -r -a places <<< "$REDIS_PLACES"
+  for dir in "${places[@]}"; do
+    [[ -n "$dir" && -x "$dir/redis-server" ]] && return 0
   done
   return 1
 }
@@ -31,7 +33,7 @@ fi
 without_root() {
   cat >&2 <<MSG
 stampede-lab needs: ${need[*]}, and this user cannot install system packages
-(not root, and no sudo). Any one of these works:
+(not root, and no sudo it may use). Any one of these works:
   - ask whoever runs the machine or the hub image to install them
     (Debian/Ubuntu: apt-get install ${need[*]}; on Binder, binder/apt.txt already lists
     redis-server);
@@ -52,6 +54,13 @@ fi
 sudo=""
 if [[ $(id -u) -ne 0 ]]; then
   command -v sudo >/dev/null 2>&1 || without_root
+  # sudo being installed is not being allowed to use it (a hub image often has sudo and no
+  # sudoers entry for its users): without a terminal to ask for a password, it must work now.
+  if ! sudo -n true 2>/dev/null; then
+    [[ -t 0 ]] || without_root
+    echo "installing ${need[*]} needs root: sudo may ask for your password" >&2
+    sudo -v || without_root
+  fi
   sudo="sudo"
 fi
 echo "installing ${need[*]} with ${sudo:+sudo }apt-get" >&2

@@ -2,8 +2,9 @@
 set-up says when it is missing and there is no root.
 
 ``scripts/ensure-system.sh`` runs here with a ``PATH`` made for each case (a fake ``id`` for a
-non-root user, a fake ``apt-get`` that records its calls, no ``sudo``) and ``REDIS_PLACES``
-pointing at an empty folder, so the machine's own ``redis-server`` stays out of sight.
+non-root user, a fake ``apt-get`` that records its calls, no ``sudo`` or one that refuses) and
+``STAMPEDE_REDIS_PLACES`` pointing at an empty folder, so the machine's own ``redis-server``
+stays out of sight. ``tests/test_unprivileged.py`` does the same as a real user without root.
 """
 
 from __future__ import annotations
@@ -69,6 +70,7 @@ def no_redis_on_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     empty.mkdir()
     monkeypatch.setenv("PATH", str(empty))
     monkeypatch.delenv("STAMPEDE_REDIS_SERVER", raising=False)
+    monkeypatch.delenv(stampede.lab.REDIS_PLACES_ENV, raising=False)
     return empty
 
 
@@ -105,6 +107,22 @@ def test_found_in_the_usual_places_when_path_lacks_it(
     assert find_redis_server() == str(place / "redis-server")
 
 
+def test_the_places_setting_replaces_the_usual_places(
+    no_redis_on_path: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """``STAMPEDE_REDIS_PLACES`` moves the lookup away from /usr/bin, as ensure-system.sh does."""
+    place, empty = tmp_path / "here", tmp_path / "empty"
+    place.mkdir()
+    empty.mkdir()
+    (place / "redis-server").symlink_to(real_redis_server())
+    monkeypatch.setenv(stampede.lab.REDIS_PLACES_ENV, os.pathsep.join([str(empty), str(place)]))
+    assert stampede.lab.redis_places() == [str(empty), str(place)]
+    assert find_redis_server() == str(place / "redis-server")
+    monkeypatch.setenv(stampede.lab.REDIS_PLACES_ENV, str(empty))
+    with pytest.raises(RedisNotFound, match="Without root"):
+        find_redis_server()
+
+
 def test_missing_everywhere_says_what_to_do_with_and_without_root(
     no_redis_on_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -118,13 +136,18 @@ def test_missing_everywhere_says_what_to_do_with_and_without_root(
 
 
 # ---- scripts/ensure-system.sh ---------------------------------------------------------------
-def fake_bin(where: Path, uid: int, sudo: bool) -> Path:
-    """A PATH with cat, a fake ``id`` and a fake ``apt-get`` that logs; ``sudo`` if asked."""
+SUDO_REFUSES = 'echo "sudo: a password is required" >&2\nexit 1\n'  # `sudo -n`, not in sudoers
+
+
+def fake_bin(where: Path, uid: int, sudo: bool | str) -> Path:
+    """A PATH with cat, a fake ``id`` and a fake ``apt-get`` that logs; ``sudo`` if asked (a
+    string: the fake sudo's script, e.g. :data:`SUDO_REFUSES`)."""
     where.mkdir()
     (where / "cat").symlink_to(shutil.which("cat") or "/bin/cat")
     scripts = {"id": f"echo {uid}\n", "apt-get": f'echo "apt-get $*" >> {where}/calls\n'}
     if sudo:
-        scripts["sudo"] = f'echo "sudo $*" >> {where}/calls\n"$@"\n'
+        passes = '"$@"\n' if sudo is True else str(sudo)
+        scripts["sudo"] = f'echo "sudo $*" >> {where}/calls\n[ "$1" = -n ] && shift\n{passes}'
     for name, body in scripts.items():
         (where / name).write_text("#!/bin/bash\n" + body)
         (where / name).chmod(0o755)
@@ -132,10 +155,10 @@ def fake_bin(where: Path, uid: int, sudo: bool) -> Path:
 
 
 def ensure_system(path: Path, places: Path) -> subprocess.CompletedProcess[str]:
-    env = {"PATH": str(path), "REDIS_PLACES": str(places), "HOME": str(places)}
+    env = {"PATH": str(path), "STAMPEDE_REDIS_PLACES": str(places), "HOME": str(places)}
     return subprocess.run(
         ["/bin/bash", str(ENSURE)], env=env, capture_output=True, text=True, timeout=30,
-        check=False,
+        check=False, stdin=subprocess.DEVNULL,  # no terminal: sudo cannot ask for a password
     )  # fmt: skip
 
 
@@ -171,6 +194,17 @@ def test_a_user_with_sudo_installs_through_sudo(tmp_path: Path, nowhere: Path) -
     result = ensure_system(path, nowhere)
     assert result.returncode == 0, result.stderr
     assert "sudo apt-get install" in (path / "calls").read_text()
+
+
+def test_sudo_that_refuses_is_no_root_and_installs_nothing(tmp_path: Path, nowhere: Path) -> None:
+    """sudo installed but not allowed (a hub image's sudo, no sudoers entry): no password
+    prompt, no apt-get, the same advice as without sudo."""
+    path = fake_bin(tmp_path / "bin", uid=1000, sudo=SUDO_REFUSES)
+    result = ensure_system(path, nowhere)
+    assert result.returncode == 1
+    assert "cannot install system packages" in result.stderr
+    calls = (path / "calls").read_text()
+    assert calls == "sudo -n true\n", "only the check may run, without a prompt"
 
 
 def test_present_in_a_usual_place_installs_nothing(tmp_path: Path, nowhere: Path) -> None:

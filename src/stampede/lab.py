@@ -46,7 +46,15 @@ from stampede.config import LabConfig, StrategyConfig
 from stampede.errors import LabError, PortInUse, ProcessFailed, RedisNotFound
 from stampede.origin import ensure_origin
 
-__all__ = ["Lab", "find_redis_server", "load_state", "pod_command", "pod_env", "save_state"]
+__all__ = [
+    "Lab",
+    "find_redis_server",
+    "load_state",
+    "pod_command",
+    "pod_env",
+    "redis_places",
+    "save_state",
+]
 
 T = TypeVar("T")
 
@@ -59,6 +67,18 @@ INSTALL_REDIS = (
 )
 # Where redis-server usually is when PATH lacks it (a hub user's PATH often has no /usr/sbin).
 REDIS_PLACES = ("/usr/bin", "/usr/sbin", "/usr/local/bin", "/opt/homebrew/bin", "~/.local/bin")
+# Replaces the usual places (os.pathsep-separated; scripts/ensure-system.sh reads it too), so a
+# test can show what a machine without redis-server gets while /usr/bin stays on PATH for the
+# rest. Not a way to pick a binary: that is STAMPEDE_REDIS_SERVER.
+REDIS_PLACES_ENV = "STAMPEDE_REDIS_PLACES"
+
+
+def redis_places() -> list[str]:
+    """Where :func:`find_redis_server` looks after PATH: ``STAMPEDE_REDIS_PLACES`` if set, else
+    this environment's ``bin`` (a conda env's redis-server) and :data:`REDIS_PLACES`."""
+    if chosen := os.environ.get(REDIS_PLACES_ENV):
+        return [os.path.expanduser(p) for p in chosen.split(os.pathsep) if p]
+    return [str(Path(sys.prefix) / "bin"), *(os.path.expanduser(p) for p in REDIS_PLACES)]
 
 
 def find_redis_server() -> str:
@@ -70,7 +90,7 @@ def find_redis_server() -> str:
         if os.access(chosen, os.X_OK) and not os.path.isdir(chosen):
             return chosen
         raise RedisNotFound(f"STAMPEDE_REDIS_SERVER={chosen!r} is not an executable file")
-    places = [str(Path(sys.prefix) / "bin"), *(os.path.expanduser(p) for p in REDIS_PLACES)]
+    places = redis_places()
     found = shutil.which("redis-server") or shutil.which(
         "redis-server", path=os.pathsep.join(places)
     )
