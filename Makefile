@@ -12,7 +12,7 @@ CHAPTERS := $(sort $(wildcard chapters/[0-9]*.ipynb))
 SITE     := book/_build/site
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: help setup system test lint unit notebooks browser figures html book lab clean docker-test
+.PHONY: help setup system system-browser test lint unit notebooks browser figures html book lab clean docker-test
 
 help:  ## this list
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -24,16 +24,21 @@ $(STAMP): pyproject.toml requirements.lock
 	touch $@
 
 system:
+	@scripts/ensure-system.sh
+
+# chromium only where a target drives it (the browser tests, the book's browser check): a hub
+# user without root who lacks it can still `make setup` and `make lab`.
+system-browser:
 	@scripts/ensure-system.sh --with-browser
 
-setup: $(STAMP) system  ## virtualenv + pinned packages + redis-server + chromium
+setup: $(STAMP) system  ## virtualenv + pinned packages + redis-server
 
 lint: setup  ## ruff and mypy
 	$(BIN)/ruff check src tests tools bench
 	$(BIN)/ruff format --check src tests tools bench
 	$(BIN)/mypy
 
-unit: setup  ## pytest: package, lab, HTTP, CLI
+unit: setup system-browser  ## pytest: package, lab, HTTP, CLI
 	$(BIN)/pytest -q tests
 
 notebooks: setup  ## execute every chapter with nbval (STAMPEDE_DURATION_S shortens runs)
@@ -43,7 +48,7 @@ docker-test: setup  ## the compose and Swarm stacks for real (installs docker.io
 	@scripts/ensure-docker.sh
 	STAMPEDE_DOCKER_TEST=1 $(BIN)/pytest -q -raP -p no:cacheprovider tests/test_compose_stack.py
 
-browser: setup  ## open every built page in headless Chromium, offline
+browser: setup system-browser  ## open every built page in headless Chromium, offline
 	$(BIN)/python tools/check_book.py book/_build/html
 
 test: lint unit $(if $(CHAPTERS),notebooks)  ## the whole suite: lint, pytest, nbval, book + browser check, docker
