@@ -13,6 +13,7 @@ sweeps: one key at rate λ, walked for a given number of expiries.
 
 from __future__ import annotations
 
+import heapq
 import itertools
 import math
 import random
@@ -24,7 +25,7 @@ import pandas as pd
 
 from stampede.config import LoadConfig, StrategyConfig, check_schedule, validated
 from stampede.errors import ConfigError
-from stampede.load import RECORD_FIELDS
+from stampede.load import RECORD_FIELDS, poisson_schedule
 from stampede.metrics import RunShape, summarize, unexpected
 from stampede.runner import RunResult, split_params
 from stampede.sim.keymodel import CODES, KeyTrace, decision_strategy, model_of, simulate_key
@@ -46,21 +47,22 @@ def titled(title: str, *results: RunResult) -> str:
 
 
 def arrivals(load: LoadConfig, pods: int) -> tuple[Array, Array, Array]:
-    """Send times (s), items and pods of the load generator's open-loop traffic."""
-    rng = np.random.default_rng(load.seed)
-    expected = load.rate * load.duration_s
-    gaps = rng.exponential(1 / load.rate, int(expected + 10 * math.sqrt(expected) + 100))
-    t = np.cumsum(gaps)
-    t = t[t < load.duration_s]
+    """Send times (s), items and pods of the load generator's open-loop traffic.
+
+    The times and items are the load generator's own schedule (:func:`stampede.load.
+    poisson_schedule`, one seeded stream per client, merged in send order), not a redraw of
+    it: a simulation and a lab run with the same ``seed`` get the very same requests, so a
+    comparison of the two measures the model, not two samples of Poisson traffic. The pods
+    are round robin in send order, as the generator's. Bulk warm sends every warmed item once
+    at t = 0 first, as the generator's ``_warm`` does (its owners' order: item id).
+    """
+    schedules = [poisson_schedule(load, c, 0.0, load.duration_s) for c in range(load.clients)]
+    sends = list(heapq.merge(*schedules, key=lambda send: send[0]))
+    t = np.fromiter((due for due, _ in sends), float, len(sends))
+    items = np.fromiter((item for _, item in sends), np.int64, len(sends))
     if load.scenario == "bulk_warm":
-        items = rng.integers(1, load.warm_items + 1, len(t))
         t = np.r_[np.zeros(load.warm_items), t]
         items = np.r_[np.arange(1, load.warm_items + 1), items]
-    else:
-        others = np.array([i for i in range(1, load.items + 1) if i != load.hot_item])
-        hot = rng.random(len(t)) < load.hot_share if len(others) else np.ones(len(t), bool)
-        picked = others[rng.integers(0, max(1, len(others)), len(t))] if len(others) else 0
-        items = np.where(hot, load.hot_item, picked)
     return t, items.astype(np.int64), np.arange(len(t)) % pods
 
 
