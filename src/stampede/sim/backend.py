@@ -95,16 +95,48 @@ def simulate(
         )
     timing = timing or MEASURED
     all_params = {**config.model_dump(), **load.model_dump(), **lab.model_dump()}
-    t, items, pods = arrivals(load, lab.pods)
-    rng = random.Random(load.seed)
-    nprng = np.random.default_rng(load.seed + 1)
+    due, items, pods = arrivals(load, lab.pods)
+    t = due
+    if load.scenario == "bulk_warm":
+        # the generator awaits the warm-up's answers before its open loop starts: a send due
+        # before the last of them leaves when it is in (and finds the warmed value)
+        w = load.warm_items
+        warm = _walk(config, t[:w], items[:w], pods[:w], lab.pods, timing, load.seed, early_lock)
+        t = np.r_[t[:w], np.maximum(t[w:], float(warm.latency.max()))]
+    walked = _walk(config, t, items, pods, lab.pods, timing, load.seed, early_lock)
+    return _result(config, all_params, due, t, items, pods, walked, load)
+
+
+@dataclass
+class _Walked:
+    """Every key of a run walked: per request its outcome and latency, the origin's reads."""
+
+    outcome: Array
+    latency: Array
+    reads: list[Array]
+    counts: dict[str, int]
+
+
+def _walk(
+    config: StrategyConfig,
+    t: Array,
+    items: Array,
+    pods: Array,
+    n_pods: int,
+    timing: Timing,
+    seed: int,
+    early_lock: bool,
+) -> _Walked:
+    """Walk each key's requests (:func:`simulate_key`) and gather them in send order."""
+    rng = random.Random(seed)
+    nprng = np.random.default_rng(seed + 1)
     strat = decision_strategy(config, rng)
     order = np.argsort(items, kind="stable")
     bounds = np.flatnonzero(np.r_[True, items[order][1:] != items[order][:-1], True])
     outcome = np.zeros(len(t), np.int8)
     latency = np.zeros(len(t))
     reads: list[Array] = []
-    trips = messages = attempts = 0
+    counts = {"trips": 0, "messages": 0, "early_attempts": 0}
     for lo, hi in itertools.pairwise(bounds):
         idx = order[lo:hi]
         item = int(items[idx[0]])
@@ -112,7 +144,7 @@ def simulate(
             config,
             t[idx],
             pods[idx],
-            n_pods=lab.pods,
+            n_pods=n_pods,
             timing=timing,
             rng=rng,
             nprng=nprng,
@@ -122,34 +154,23 @@ def simulate(
         outcome[idx], latency[idx] = trace.outcome, trace.latency_s
         rows = trace.reads
         reads.append(np.column_stack([rows[:, :2], np.full(len(rows), item), rows[:, 2]]))
-        trips, messages = trips + trace.trips, messages + trace.messages
-        attempts += trace.early_attempts
-    return _result(
-        config,
-        all_params,
-        t,
-        items,
-        pods,
-        outcome,
-        latency,
-        reads,
-        load,
-        {"trips": trips, "messages": messages, "early_attempts": attempts},
-    )
+        counts["trips"] += trace.trips
+        counts["messages"] += trace.messages
+        counts["early_attempts"] += trace.early_attempts
+    return _Walked(outcome, latency, reads, counts)
 
 
 def _result(
     config: StrategyConfig,
     params: dict[str, Any],
+    due: Array,
     t: Array,
     items: Array,
     pods: Array,
-    outcome: Array,
-    latency: Array,
-    reads: list[Array],
+    walked: _Walked,
     load: LoadConfig,
-    counts: dict[str, int],
 ) -> RunResult:
+    outcome, latency, reads, counts = walked.outcome, walked.latency, walked.reads, walked.counts
     names = np.array([str(c) for c in CODES], dtype=object)
     error = outcome == CODES.index("error")
     records = pd.DataFrame(
@@ -157,7 +178,7 @@ def _result(
             "client": np.arange(len(t)) % load.clients,
             "item": items,
             "pod": pods,
-            "t_sched": t,
+            "t_sched": due,
             "t_send": t,
             "latency_ms": latency * 1000,
             "status": np.where(error, 503, 200),
