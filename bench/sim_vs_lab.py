@@ -78,7 +78,8 @@ def main() -> None:
             agree = sum(r["agree"] for r in rows)
             failed += len(rows) - agree
             notes = [
-                f"{agree} of {len(rows)} figures agree; {duration:g} s per run; "
+                f"{agree} of {len(rows)} figures agree; {duration:g} s per run; live runs "
+                f"{'from the run cache (measured earlier)' if args.cached else 'measured now'}; "
                 f"sim constants ({where}): {timing}",
                 machine_facts(),
             ]
