@@ -31,6 +31,7 @@ from stampede.sim.backend import BACKEND, KeyRun, arrivals, poisson_key, simulat
 from stampede.sim.fleet import FleetResult, fleet
 from stampede.sim.keymodel import CODES, LAB_ONLY, MODELS, KeyTrace, Model, simulate_key
 from stampede.sim.timing import MEASURED, ZERO, Timing, calibrate, stored_timing
+from stampede.sim.versus import Agreement, agreement
 
 __all__ = [
     "BACKEND",
@@ -39,11 +40,13 @@ __all__ = [
     "MEASURED",
     "MODELS",
     "ZERO",
+    "Agreement",
     "FleetResult",
     "KeyRun",
     "KeyTrace",
     "Model",
     "Timing",
+    "agreement",
     "arrivals",
     "calibrate",
     "fleet",

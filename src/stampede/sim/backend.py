@@ -13,6 +13,7 @@ sweeps: one key at rate λ, walked for a given number of expiries.
 
 from __future__ import annotations
 
+import heapq
 import itertools
 import math
 import random
@@ -24,7 +25,7 @@ import pandas as pd
 
 from stampede.config import LoadConfig, StrategyConfig, check_schedule, validated
 from stampede.errors import ConfigError
-from stampede.load import RECORD_FIELDS
+from stampede.load import RECORD_FIELDS, poisson_schedule
 from stampede.metrics import RunShape, summarize, unexpected
 from stampede.runner import RunResult, split_params
 from stampede.sim.keymodel import CODES, KeyTrace, decision_strategy, model_of, simulate_key
@@ -46,21 +47,22 @@ def titled(title: str, *results: RunResult) -> str:
 
 
 def arrivals(load: LoadConfig, pods: int) -> tuple[Array, Array, Array]:
-    """Send times (s), items and pods of the load generator's open-loop traffic."""
-    rng = np.random.default_rng(load.seed)
-    expected = load.rate * load.duration_s
-    gaps = rng.exponential(1 / load.rate, int(expected + 10 * math.sqrt(expected) + 100))
-    t = np.cumsum(gaps)
-    t = t[t < load.duration_s]
+    """Send times (s), items and pods of the load generator's open-loop traffic.
+
+    The times and items are the load generator's own schedule (:func:`stampede.load.
+    poisson_schedule`, one seeded stream per client, merged in send order), not a redraw of
+    it: a simulation and a lab run with the same ``seed`` get the very same requests, so a
+    comparison of the two measures the model, not two samples of Poisson traffic. The pods
+    are round robin in send order, as the generator's. Bulk warm sends every warmed item once
+    at t = 0 first, as the generator's ``_warm`` does (its owners' order: item id).
+    """
+    schedules = [poisson_schedule(load, c, 0.0, load.duration_s) for c in range(load.clients)]
+    sends = list(heapq.merge(*schedules, key=lambda send: send[0]))
+    t = np.fromiter((due for due, _ in sends), float, len(sends))
+    items = np.fromiter((item for _, item in sends), np.int64, len(sends))
     if load.scenario == "bulk_warm":
-        items = rng.integers(1, load.warm_items + 1, len(t))
         t = np.r_[np.zeros(load.warm_items), t]
         items = np.r_[np.arange(1, load.warm_items + 1), items]
-    else:
-        others = np.array([i for i in range(1, load.items + 1) if i != load.hot_item])
-        hot = rng.random(len(t)) < load.hot_share if len(others) else np.ones(len(t), bool)
-        picked = others[rng.integers(0, max(1, len(others)), len(t))] if len(others) else 0
-        items = np.where(hot, load.hot_item, picked)
     return t, items.astype(np.int64), np.arange(len(t)) % pods
 
 
@@ -93,16 +95,48 @@ def simulate(
         )
     timing = timing or MEASURED
     all_params = {**config.model_dump(), **load.model_dump(), **lab.model_dump()}
-    t, items, pods = arrivals(load, lab.pods)
-    rng = random.Random(load.seed)
-    nprng = np.random.default_rng(load.seed + 1)
+    due, items, pods = arrivals(load, lab.pods)
+    t = due
+    if load.scenario == "bulk_warm":
+        # the generator awaits the warm-up's answers before its open loop starts: a send due
+        # before the last of them leaves when it is in (and finds the warmed value)
+        w = load.warm_items
+        warm = _walk(config, t[:w], items[:w], pods[:w], lab.pods, timing, load.seed, early_lock)
+        t = np.r_[t[:w], np.maximum(t[w:], float(warm.latency.max()))]
+    walked = _walk(config, t, items, pods, lab.pods, timing, load.seed, early_lock)
+    return _result(config, all_params, due, t, items, pods, walked, load)
+
+
+@dataclass
+class _Walked:
+    """Every key of a run walked: per request its outcome and latency, the origin's reads."""
+
+    outcome: Array
+    latency: Array
+    reads: list[Array]
+    counts: dict[str, int]
+
+
+def _walk(
+    config: StrategyConfig,
+    t: Array,
+    items: Array,
+    pods: Array,
+    n_pods: int,
+    timing: Timing,
+    seed: int,
+    early_lock: bool,
+) -> _Walked:
+    """Walk each key's requests (:func:`simulate_key`) and gather them in send order."""
+    rng = random.Random(seed)
+    nprng = np.random.default_rng(seed + 1)
     strat = decision_strategy(config, rng)
     order = np.argsort(items, kind="stable")
     bounds = np.flatnonzero(np.r_[True, items[order][1:] != items[order][:-1], True])
     outcome = np.zeros(len(t), np.int8)
     latency = np.zeros(len(t))
     reads: list[Array] = []
-    trips = messages = attempts = 0
+    counts = {"trips": 0, "messages": 0, "early_attempts": 0}
     for lo, hi in itertools.pairwise(bounds):
         idx = order[lo:hi]
         item = int(items[idx[0]])
@@ -110,7 +144,7 @@ def simulate(
             config,
             t[idx],
             pods[idx],
-            n_pods=lab.pods,
+            n_pods=n_pods,
             timing=timing,
             rng=rng,
             nprng=nprng,
@@ -120,34 +154,23 @@ def simulate(
         outcome[idx], latency[idx] = trace.outcome, trace.latency_s
         rows = trace.reads
         reads.append(np.column_stack([rows[:, :2], np.full(len(rows), item), rows[:, 2]]))
-        trips, messages = trips + trace.trips, messages + trace.messages
-        attempts += trace.early_attempts
-    return _result(
-        config,
-        all_params,
-        t,
-        items,
-        pods,
-        outcome,
-        latency,
-        reads,
-        load,
-        {"trips": trips, "messages": messages, "early_attempts": attempts},
-    )
+        counts["trips"] += trace.trips
+        counts["messages"] += trace.messages
+        counts["early_attempts"] += trace.early_attempts
+    return _Walked(outcome, latency, reads, counts)
 
 
 def _result(
     config: StrategyConfig,
     params: dict[str, Any],
+    due: Array,
     t: Array,
     items: Array,
     pods: Array,
-    outcome: Array,
-    latency: Array,
-    reads: list[Array],
+    walked: _Walked,
     load: LoadConfig,
-    counts: dict[str, int],
 ) -> RunResult:
+    outcome, latency, reads, counts = walked.outcome, walked.latency, walked.reads, walked.counts
     names = np.array([str(c) for c in CODES], dtype=object)
     error = outcome == CODES.index("error")
     records = pd.DataFrame(
@@ -155,7 +178,7 @@ def _result(
             "client": np.arange(len(t)) % load.clients,
             "item": items,
             "pod": pods,
-            "t_sched": t,
+            "t_sched": due,
             "t_send": t,
             "latency_ms": latency * 1000,
             "status": np.where(error, 503, 200),

@@ -3,11 +3,12 @@
 Measured, not assumed: :data:`MEASURED` holds the values measured on the lab's reference
 machine (2 cores) by :func:`calibrate` from a live naive run at the lab defaults::
 
-    flock /tmp/stampede-heavy.lock python bench/sim_vs_lab.py --calibrate
+    flock /tmp/stampede-heavy.lock stampede sim calibrate
 
-``stampede sim calibrate`` runs that measurement on this machine, stores the constants
-(:func:`stored_timing`) and prints them; :func:`calibrate` reads them off the run's records and
-origin log, and Redis' own ``INFO commandstats`` gives its service time per command.
+runs that measurement on this machine, stores the constants (:func:`stored_timing`) and prints
+them; :func:`calibrate` reads them off the run's records and origin log, and Redis' CPU over
+the run per round trip gives its service time per command (:mod:`stampede.sim.calibrate`).
+``bench/sim_vs_lab.py`` simulates with the stored constants when there are some.
 """
 
 from __future__ import annotations
