@@ -1,12 +1,17 @@
 """The shared cache in Redis: value keys, lock keys, TTL policy and "value ready" signals.
 
-Key layout (every pod agrees on it):
+Key layout (every pod agrees on it; this module is the one place that spells it):
 
-- ``item:{id}``       the JSON :class:`~stampede.envelope.Entry`, with Redis' TTL as hard expiry
-- ``lock:item:{id}``  the single-refresher lock (:class:`~stampede.lock.RedisLock`)
-- ``missing:item:{id}`` a negative entry: the origin said 404 a moment ago (short TTL)
-- channel ``stampede:ready``  ``"<id> <entry json>"`` when a refresh wrote a value, ``"<id>"``
-  when it failed: waiters take the value from the message, saving each of them a ``GET``
+- ``item:{<id>}``       the JSON :class:`~stampede.envelope.Entry`, with Redis' TTL as hard expiry
+- ``lock:item:{<id>}``  the single-refresher lock (:class:`~stampede.lock.RedisLock`)
+- ``missing:item:{<id>}`` a negative entry: the origin said 404 a moment ago (short TTL)
+- channel ``ready:item:{<id>}``  ``"<id> <entry json>"`` when a refresh wrote a value,
+  ``"<id>"`` when it failed: waiters take the value from the message, saving each a ``GET``
+
+The braces are a Redis Cluster *hash tag*: only ``<id>`` is hashed, so an item's four names
+live in one slot, and the scripts that touch several of them (claim, fill: lock, value,
+negative entry, channel) run on one node instead of failing with ``CROSSSLOT``. A single
+Redis ignores the braces. The pods subscribe to the pattern :data:`READY_PATTERN` once.
 """
 
 from __future__ import annotations
@@ -25,11 +30,11 @@ from stampede.envelope import MISS, Entry, Miss
 from stampede.errors import CorruptEntry
 from stampede.lock import Claim, RedisLock
 
-__all__ = ["READY_CHANNEL", "CacheStore", "ReadyNotifier", "Waiter", "jittered_ttl"]
+__all__ = ["READY_PATTERN", "CacheStore", "ReadyNotifier", "Waiter", "jittered_ttl"]
 
 log = logging.getLogger(__name__)
 
-READY_CHANNEL = "stampede:ready"
+READY_PATTERN = "ready:item:*"  # every item's ready channel (CacheStore.ready_channel)
 
 
 def jittered_ttl(base_s: float, spread: float, rng: random.Random) -> float:
@@ -51,15 +56,25 @@ class CacheStore:
 
     @staticmethod
     def key(item: int) -> str:
-        return f"item:{item}"
+        return f"item:{{{item}}}"
 
     @staticmethod
     def lock_key(item: int) -> str:
-        return f"lock:item:{item}"
+        return f"lock:item:{{{item}}}"
 
     @staticmethod
     def missing_key(item: int) -> str:
-        return f"missing:item:{item}"
+        return f"missing:item:{{{item}}}"
+
+    @staticmethod
+    def ready_channel(item: int) -> str:
+        return f"ready:item:{{{item}}}"
+
+    @staticmethod
+    def item_of(name: str | bytes) -> int:
+        """The item id in any of the names above (its hash tag): ``item:{7}`` -> 7."""
+        text = name.decode() if isinstance(name, bytes) else name
+        return int(text[text.index("{") + 1 : text.index("}")])
 
     async def is_missing(self, item: int) -> bool:
         """Did the origin answer 404 for ``item`` within the negative TTL?"""
@@ -102,7 +117,9 @@ class CacheStore:
         Returns ``False`` when the fence refused the write (the lock was no longer ours).
         """
         body = entry.dumps()
-        channel, message = (READY_CHANNEL, b"%d %b" % (item, body)) if announce else ("", b"")
+        channel, message = ("", b"")
+        if announce:
+            channel, message = self.ready_channel(item), b"%d %b" % (item, body)
         return await lock.fill(
             self.key(item), body, max(1, round(hard_ttl_s * 1000)), channel, message
         )
@@ -110,7 +127,7 @@ class CacheStore:
     async def announce(self, item: int, entry: Entry | None) -> None:
         """Tell waiters on every pod that the refresh of ``item`` ended, with its value."""
         message = b"%d" % item if entry is None else b"%d %b" % (item, entry.dumps())
-        await self.redis.publish(READY_CHANNEL, message)
+        await self.redis.publish(self.ready_channel(item), message)
 
 
 class Waiter:
@@ -176,7 +193,7 @@ class ReadyNotifier:
             redis = self._redis_factory()
             try:
                 async with redis.pubsub(ignore_subscribe_messages=True) as pubsub:
-                    await pubsub.subscribe(READY_CHANNEL)
+                    await pubsub.psubscribe(READY_PATTERN)
                     self._subscribed.set()
                     async for message in pubsub.listen():
                         self._on_message(message["data"])
@@ -200,7 +217,7 @@ class ReadyNotifier:
             item = int(head)
             entry = Entry.loads(raw) if raw else None
         except (ValueError, CorruptEntry):
-            log.warning("ignored a non-ready message on %s: %r", READY_CHANNEL, data[:60])
+            log.warning("ignored a non-ready message on %s: %r", READY_PATTERN, data[:60])
             return
         self._wake(item, entry)
 

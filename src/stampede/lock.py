@@ -108,9 +108,10 @@ end
 return {1}
 """)
 
-# KEYS[1] lock key, KEYS[2] value key
-# ARGV[1] token of this acquisition, ARGV[2] value, ARGV[3] value TTL in ms,
-# ARGV[4] channel ('' for none), ARGV[5] message
+# KEYS[1] lock key, KEYS[2] value key, KEYS[3] the item's ready channel (absent: no message)
+# ARGV[1] token of this acquisition, ARGV[2] value, ARGV[3] value TTL in ms, ARGV[4] message
+# (the channel is declared as a key so that a cluster routes the script by all three names,
+#  which share the item's hash tag: one slot)
 # return  1 if the token held the lock: value written, message published, lock released;
 #         0 if it did not: nothing written or released, the message published all the same
 #         (the value is fresh; the newer holder writes its own)
@@ -119,8 +120,8 @@ local ours = redis.call('get', KEYS[1]) == ARGV[1]
 if ours then
     redis.call('set', KEYS[2], ARGV[2], 'PX', ARGV[3])
 end
-if ARGV[4] ~= '' then
-    redis.call('publish', ARGV[4], ARGV[5])
+if KEYS[3] then
+    redis.call('publish', KEYS[3], ARGV[4])
 end
 if ours then
     redis.call('del', KEYS[1])
@@ -195,8 +196,8 @@ class RedisLock:
         """
         if self.token is None:
             return False
-        args = (self.token, value, max(1, ttl_ms), channel, message)
-        ok = bool(await FILL(self.redis, (self.key, key), args))
+        keys = (self.key, key, channel) if channel else (self.key, key)
+        ok = bool(await FILL(self.redis, keys, (self.token, value, max(1, ttl_ms), message)))
         self.token = None  # released, or no longer ours: either way nothing left to release
         if not ok:
             self.lost = True
