@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 from collections import Counter
 from typing import Any
 
 import pytest
-from redis.asyncio import Redis
+from redis.asyncio import Redis, RedisCluster
 from redis.crc import key_slot
 
 from stampede import lock as lock_module
 from stampede.cache import CacheStore, ReadyNotifier, jittered_ttl
 from stampede.envelope import MISS, Entry
+from stampede.lab import Lab
 from stampede.lock import Claim, LuaScript
+from tests.helpers import cache_client, eventually
 
 DRAWS = 10_000
 
@@ -144,6 +147,7 @@ async def test_notifier_wakes_local_waiters_with_the_announced_entry(
 ) -> None:
     store = CacheStore(redis_client)
     one, other = notifier.register(1), notifier.register(2)
+    await asyncio.gather(notifier.watch(1), notifier.watch(2))  # subscribed (a cluster's shards)
     entry = Entry(value=b'{"id":1}', created_at=1.0, delta=0.1, soft_expiry=6.0)
     await store.announce(1, entry)
     await asyncio.wait_for(one.event.wait(), 5)
@@ -161,6 +165,7 @@ async def test_notifier_wakes_waiters_in_arrival_order(
 ) -> None:
     """The longest waiter is answered first: its wait is the tail of the latency."""
     waiters = [notifier.register(1) for _ in range(40)]
+    await asyncio.gather(*(notifier.watch(1) for _ in waiters))  # one subscription for all
     woken: list[int] = []
 
     async def wait(n: int) -> None:
@@ -181,10 +186,13 @@ async def test_a_stray_message_wakes_nobody_and_keeps_the_subscription(
 ) -> None:
     """Junk on the channel is dropped: no mass wake-up, and real signals still arrive."""
     waiter = notifier.register(1)
+    await notifier.watch(1)
+    store = CacheStore(redis_client)
     for junk in (b"hello", b"1 not-an-envelope", b"x 1.0 0.1 6.0\n{}"):
-        await redis_client.publish(CacheStore.ready_channel(1), junk)
+        # the command the store announces with: PUBLISH, SPUBLISH on a cluster
+        await redis_client.execute_command(store.publish.upper(), store.ready_channel(1), junk)
     entry = Entry(value=b'{"id":1}', created_at=1.0, delta=0.1, soft_expiry=6.0)
-    await CacheStore(redis_client).announce(1, entry)
+    await store.announce(1, entry)
     await asyncio.wait_for(waiter.event.wait(), 5)
     assert waiter.entry == entry  # the first thing that woke it was the real signal
     notifier.unregister(1, waiter)
@@ -203,3 +211,38 @@ async def test_claim_and_fill_take_one_round_trip_each(redis_client: Redis) -> N
     await store.mark_missing(2, 2.0)
     assert await store.claim(2, store.lock(2, 10_000)) is Claim.MISSING
     assert await redis_client.exists(store.lock_key(2)) == 0
+
+
+async def test_a_dropped_shard_subscription_is_made_again(cluster_lab: Lab) -> None:
+    """The node that carries an item's shard channel drops our connection: redis-py
+    reconnects and subscribes again, and announcements are heard again.
+
+    A message sent in the gap is lost; a waiter then learns of the value by its re-check
+    slice (``NOTIFY_RECHECK_S``), as after any lost message.
+    """
+    client = cache_client(cluster_lab.redis_url)
+    assert isinstance(client, RedisCluster)
+    await client.initialize()  # the slot map, for get_node_from_key
+    notifier = ReadyNotifier(lambda: cache_client(cluster_lab.redis_url))
+    await notifier.start()
+    try:
+        waiter = notifier.register(1)
+        await notifier.watch(1)
+        node = client.get_node_from_key(CacheStore.ready_channel(1))
+        assert node is not None
+        killed = await client.execute_command("CLIENT", "KILL", "TYPE", "pubsub", target_nodes=node)
+        assert killed >= 1
+        entry = Entry(value=b'{"id":1}', created_at=1.0, delta=0.1, soft_expiry=6.0)
+
+        async def heard() -> bool:
+            await CacheStore(client).announce(1, entry)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(waiter.event.wait(), 0.2)
+            return waiter.event.is_set()
+
+        await eventually(heard)
+        assert waiter.entry == entry
+        notifier.unregister(1, waiter)
+    finally:
+        await notifier.stop()
+        await client.aclose()
