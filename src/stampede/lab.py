@@ -189,6 +189,10 @@ class Lab:
                 procs.check_port(port, what)
         redis_port = redis_port or procs.free_port()
         ports = list(pod_ports or [procs.free_port() for _ in range(lab.pods)])
+        nodes = lab.redis_cluster * (1 + lab.redis_replicas)  # 0: one plain redis-server
+        # the other nodes' client and bus ports, distinct from each other and from the above
+        taken = {redis_port, *ports}
+        spare = [p for p in procs.free_ports(2 * nodes + len(taken)) if p not in taken]
         temporary_logs = log_dir is None
         log_dir = log_dir or Path(tempfile.mkdtemp(prefix="stampede-lab-"))
         origin = ensure_origin(paths.origin_path(), lab.origin_items)
@@ -196,11 +200,12 @@ class Lab:
         started: list[procs.ManagedProcess] = []
         try:
             if lab.redis_cluster:
-                nodes = lab.redis_cluster * (1 + lab.redis_replicas)
-                node_ports = [redis_port, *(procs.free_port() for _ in range(nodes - 1))]
+                node_ports = [redis_port, *(spare.pop() for _ in range(nodes - 1))]
+                bus_ports = [spare.pop() for _ in range(nodes)]
                 _start_cluster(
-                    server, node_ports, lab.redis_replicas, log_dir, owned, secret, started
-                )
+                    server, list(zip(node_ports, bus_ports, strict=True)), lab.redis_replicas,
+                    log_dir, owned, secret, started,
+                )  # fmt: skip
                 redis_url = auth.cluster_url("127.0.0.1", redis_port, secret)
             else:
                 started.append(_start_redis(server, redis_port, log_dir, owned, secret))
@@ -525,8 +530,15 @@ def _calls(info: dict[str, Any]) -> dict[str, int]:
 
 
 def _start_redis(
-    server: str, port: int, log_dir: Path, owned: bool, secret: str, *, cluster: bool = False
+    server: str,
+    port: int,
+    log_dir: Path,
+    owned: bool,
+    secret: str,
+    *,
+    cluster_port: int | None = None,
 ) -> procs.ManagedProcess:
+    """One ``redis-server``; a cluster node, its bus on ``cluster_port``, when that is given."""
     # "-": the rest of the configuration comes from stdin, so the password never shows in `ps`
     args = [
         server, "-", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
@@ -534,12 +546,14 @@ def _start_redis(
     ]  # fmt: skip
     config = f"requirepass {secret}\n"
     name, log_name = "redis-server", "redis.log"
-    if cluster:  # masterauth: a replica authenticates to its primary with the same secret
+    if (
+        cluster_port is not None
+    ):  # masterauth: a replica authenticates to its primary with the same secret
         args += [
             "--cluster-enabled", "yes", "--cluster-config-file", f"nodes-{port}.conf",
             # the bus on a free port of its own: its default, port + 10000, may be taken or
             # beyond 65535 for the high ports free_port() hands out
-            "--cluster-port", str(procs.free_port()),
+            "--cluster-port", str(cluster_port),
             "--cluster-node-timeout", str(CLUSTER_NODE_TIMEOUT_MS),
             # a replica takes over however long ago it last heard its primary: a cache
             # prefers a primary to a perfect copy, and on this machine the replicas' data
@@ -597,26 +611,27 @@ CLUSTER_READY_TIMEOUT_S = 60.0
 
 def _start_cluster(
     server: str,
-    ports: Sequence[int],
+    ports: Sequence[tuple[int, int]],
     replicas: int,
     log_dir: Path,
     owned: bool,
     secret: str,
     started: list[procs.ManagedProcess],
 ) -> None:
-    """Start one cluster node per port (appended to ``started`` as each is up), join them.
+    """Start one cluster node per (client, bus) port pair (appended to ``started`` as each
+    is up), and join them.
 
     ``started`` is the caller's list so that a failure half-way stops the nodes already up.
     """
-    for port in ports:
-        started.append(_start_redis(server, port, log_dir, owned, secret, cluster=True))
+    for port, bus in ports:
+        started.append(_start_redis(server, port, log_dir, owned, secret, cluster_port=bus))
     cli = shutil.which("redis-cli", path=str(Path(server).parent)) or shutil.which("redis-cli")
     if cli is None:
         raise RedisNotFound(
             f"redis-cli (to create the cluster) is not next to {server} nor on PATH"
         )
     command = [
-        cli, "--cluster", "create", *(f"127.0.0.1:{p}" for p in ports),
+        cli, "--cluster", "create", *(f"127.0.0.1:{p}" for p, _ in ports),
         "--cluster-replicas", str(replicas), "--cluster-yes",
     ]  # fmt: skip
     env = {**os.environ, "REDISCLI_AUTH": secret}
@@ -624,7 +639,7 @@ def _start_cluster(
     if done.returncode != 0 or "[OK] All 16384 slots covered" not in done.stdout:
         raise ProcessFailed(f"redis-cli --cluster create failed: {done.stdout[-500:]}{done.stderr}")
     deadline = time.monotonic() + CLUSTER_READY_TIMEOUT_S
-    waiting = list(ports)
+    waiting = [port for port, _ in ports]
     while waiting:
         waiting = [p for p in waiting if not _cluster_node_ok(p, secret, len(ports))]
         if not waiting:
