@@ -20,7 +20,7 @@ from stampede.metrics import percentiles
 from stampede.runner import RunResult
 
 MODES = {"poll": {"wait": "poll", "poll_ms": 50.0}, "notify": {"wait": "notify"}}
-COMMAND_ORDER = ("get", "set", "evalsha", "eval", "publish", "subscribe", "pexpire", "del")
+COMMAND_ORDER = ("get", "set", "evalsha", "eval", "publish", "psubscribe", "pexpire", "del")
 
 
 def wake_up_delays_ms(result: RunResult) -> pd.Series:

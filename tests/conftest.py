@@ -1,4 +1,13 @@
-"""Shared fixtures: a real redis-server and a real embedded lab, started once per session."""
+"""Shared fixtures: a real redis-server and a real embedded lab, started once per session.
+
+The in-process suites (locks, the store, the notifier, every strategy's contract) run twice,
+through :func:`cache_url`: on one plain ``redis-server`` and on a Redis Cluster of three
+primaries that the lab starts (``LabConfig(redis_cluster=3)``, shared with
+``tests/test_cluster.py``). Their client is a real cluster client that sends ``KEYS``,
+``DBSIZE`` and ``FLUSHALL`` to every primary (:class:`WholeCluster`), so a test's view of
+"every key" is the whole cluster's. A script whose keys span slots fails there with
+``CROSSSLOT`` (redis-py refuses it before sending), so the cluster half is that check too.
+"""
 
 from __future__ import annotations
 
@@ -9,15 +18,15 @@ from typing import Any
 
 import pytest
 import redis
-from redis.asyncio import Redis
 
 from stampede import procs
 from stampede.cache import CacheStore, ReadyNotifier
-from stampede.config import StrategyConfig
+from stampede.config import LabConfig, StrategyConfig
 from stampede.lab import Lab
+from stampede.lock import RedisClient
 from stampede.origin import Origin, build_origin
 from stampede.strategies import Deps, Strategy, create_strategy
-from tests.helpers import ORIGIN_LATENCY_S, Clock, MakeStrategy
+from tests.helpers import ORIGIN_LATENCY_S, Clock, MakeStrategy, cache_client
 
 
 @pytest.fixture(scope="session")
@@ -50,10 +59,25 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         server.stop()
 
 
+@pytest.fixture(scope="session")
+def cluster_lab() -> Iterator[Lab]:
+    """Three cluster primaries and three pods, started once; stopped by PID at the end."""
+    with Lab.embedded(LabConfig(redis_cluster=3)) as running:
+        yield running
+
+
+@pytest.fixture(params=["redis", "cluster"])
+def cache_url(request: pytest.FixtureRequest) -> str:
+    """The cache the in-process tests use: one Redis, then a 3-primary cluster."""
+    if request.param == "redis":
+        return str(request.getfixturevalue("redis_url"))
+    return str(request.getfixturevalue("cluster_lab").redis_url)
+
+
 @pytest.fixture
-async def redis_client(redis_url: str) -> AsyncIterator[Redis]:
-    """An asyncio client on the private Redis, flushed before and after each test."""
-    client = Redis.from_url(redis_url)
+async def redis_client(cache_url: str) -> AsyncIterator[RedisClient]:
+    """An asyncio client on the test's cache, flushed before and after each test."""
+    client = cache_client(cache_url)
     await client.flushall()
     try:
         yield client
@@ -83,8 +107,8 @@ def clock() -> Clock:
 
 
 @pytest.fixture
-async def notifier(redis_url: str) -> AsyncIterator[ReadyNotifier]:
-    ready = ReadyNotifier(lambda: Redis.from_url(redis_url))
+async def notifier(cache_url: str) -> AsyncIterator[ReadyNotifier]:
+    ready = ReadyNotifier(lambda: cache_client(cache_url))
     await ready.start()
     try:
         yield ready
@@ -94,7 +118,7 @@ async def notifier(redis_url: str) -> AsyncIterator[ReadyNotifier]:
 
 @pytest.fixture
 async def make_strategy(
-    redis_client: Redis, notifier: ReadyNotifier, clock: Clock
+    redis_client: RedisClient, notifier: ReadyNotifier, clock: Clock
 ) -> AsyncIterator[MakeStrategy]:
     """Build a registered strategy on the test's Redis, notifier, clock and a seeded RNG."""
     built: list[Strategy] = []

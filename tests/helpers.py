@@ -7,8 +7,13 @@ import os
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
+from redis.asyncio import Redis, RedisCluster
+
+from stampede import auth
 from stampede.lab import Lab
+from stampede.lock import RedisClient
 from stampede.strategies import Strategy
 
 ORIGIN_LATENCY_S = 0.05  # the in-process origin: slow enough for a herd to form
@@ -76,3 +81,42 @@ def outside_redis(tasks: list[asyncio.Task[object]]) -> Callable[[], Awaitable[b
         return True
 
     return check
+
+
+class WholeCluster(RedisCluster):
+    """redis-py's cluster client with ``KEYS``/``DBSIZE``/``MGET``/``INFO commandstats`` and
+    ``CONFIG RESETSTAT`` over every primary.
+
+    redis-py sends those to one node unless told (``MGET`` across slots is refused); a
+    test that asks for "every key" means the cluster's.
+    """
+
+    async def keys(self, pattern: Any = "*", **kwargs: Any) -> Any:  # type: ignore[override]
+        return await super().keys(pattern, target_nodes=RedisCluster.PRIMARIES, **kwargs)
+
+    async def dbsize(self, **kwargs: Any) -> Any:  # type: ignore[override]
+        return await super().dbsize(target_nodes=RedisCluster.PRIMARIES, **kwargs)
+
+    async def mget(self, keys: Any, *args: Any) -> Any:  # type: ignore[override]
+        return await self.mget_nonatomic(keys, *args)
+
+    async def config_resetstat(self, **kwargs: Any) -> Any:  # type: ignore[override]
+        return await super().config_resetstat(target_nodes=RedisCluster.PRIMARIES, **kwargs)
+
+    async def info(self, section: Any = None, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+        """``INFO commandstats`` summed over the primaries (other sections: one node's)."""
+        if section != "commandstats":
+            return await super().info(section, *args, **kwargs)
+        per_node = await super().info(section, target_nodes=RedisCluster.PRIMARIES)
+        total: dict[str, dict[str, int]] = {}
+        for stats in per_node.values():
+            for name, fields in stats.items():
+                total.setdefault(name, {"calls": 0})["calls"] += int(fields["calls"])
+        return total
+
+
+def cache_client(url: str) -> RedisClient:
+    """An asyncio client of ``url``: :class:`WholeCluster` for a ``redis-cluster://`` URL."""
+    if auth.is_cluster_url(url):
+        return WholeCluster.from_url(auth.client_url(url))
+    return Redis.from_url(url)

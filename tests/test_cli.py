@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
-from stampede import procs
+from stampede import auth, procs
 from stampede.cli import main
 from stampede.config import LabConfig, LoadConfig, StrategyConfig
 from tests.helpers import child_pids
@@ -133,6 +133,29 @@ def test_lab_up_status_down(dirs: dict[str, str], capsys: pytest.CaptureFixture[
         assert code == 0 and "stopped 3" in out
         assert not any(procs.pid_alive(p) for p in pids)
         assert run_main(capsys, "lab", "status")[0] == 1
+    finally:
+        for pid in pids:  # only if the test failed before `lab down`: the PIDs it started
+            if procs.pid_alive(pid):
+                procs.stop_pid(pid)
+
+
+def test_lab_up_down_with_a_redis_cluster(
+    dirs: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``lab up --redis-cluster 3``: a cluster URL, a served item, and ``down`` stops all."""
+    state_file = Path(dirs["STAMPEDE_STATE_DIR"]) / "lab-up.json"
+    code, out, err = run_main(capsys, "lab", "up", "--json", "--pods", "1", "--redis-cluster", "3")
+    pids: list[int] = json.loads(state_file.read_text())["pids"] if state_file.exists() else []
+    try:
+        assert code == 0, err
+        info = json.loads(out)
+        assert auth.is_cluster_url(info["redis"])
+        assert urlsplit(info["redis"]).password == info["secret"]
+        assert httpx.get(f"{info['pods'][0]}/items/1", timeout=10).status_code == 200
+        assert len(pids) == 4 and all(procs.pid_alive(p) for p in pids)  # 3 nodes, 1 pod
+        code, out, _ = run_main(capsys, "lab", "down")
+        assert code == 0 and "stopped 4" in out
+        assert not any(procs.pid_alive(p) for p in pids)
     finally:
         for pid in pids:  # only if the test failed before `lab down`: the PIDs it started
             if procs.pid_alive(pid):

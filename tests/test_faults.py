@@ -170,7 +170,7 @@ def test_origin_errors_are_never_cached(fault_lab: Lab) -> None:
         assert keys
         for key in keys:
             entry = Entry.loads(client.get(key))
-            assert entry.data()["id"] == int(key.decode().split(":")[1])
+            assert entry.data()["id"] == CacheStore.item_of(key)
 
 
 def test_a_flood_of_unknown_ids_reads_the_origin_once(fault_lab: Lab) -> None:

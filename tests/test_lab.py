@@ -360,3 +360,10 @@ def test_a_foreign_redis_on_the_redis_port_is_port_in_use_and_is_not_flushed(
         ):
             lab.configure(StrategyConfig())
         assert client.get("theirs") == b"1"
+
+
+def test_free_ports_are_distinct_and_free() -> None:
+    """A cluster takes two ports per node at once: none may be handed out twice."""
+    ports = procs.free_ports(40)
+    assert len(set(ports)) == 40
+    assert all(procs.port_is_free(p) for p in ports)

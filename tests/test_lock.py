@@ -9,10 +9,14 @@ import pytest
 import redis
 from redis.asyncio import Redis
 
+from stampede.cache import CacheStore
 from stampede.lock import CLAIM, WATCHDOG_STOP_S, Claim, RedisLock
 from tests.helpers import eventually
 
-KEY = "lock:item:1"
+KEY = CacheStore.lock_key(1)
+ITEM = CacheStore.key(1)
+MISSING = CacheStore.missing_key(1)
+CHANNEL = CacheStore.ready_channel(1)
 
 
 async def wait_until_gone(redis: Redis, key: str) -> None:
@@ -42,7 +46,7 @@ async def test_second_acquisition_is_refused_while_held(redis_client: Redis) -> 
 
 async def test_tokens_differ_per_acquisition(redis_client: Redis) -> None:
     a = RedisLock(redis_client, KEY, 10_000)
-    b = RedisLock(redis_client, "lock:item:2", 10_000)
+    b = RedisLock(redis_client, CacheStore.lock_key(2), 10_000)
     assert await a.acquire() and await b.acquire()
     assert a.token != b.token
 
@@ -130,30 +134,30 @@ async def test_hold_without_renew_lets_the_lease_run_out(redis_client: Redis) ->
 async def test_fenced_set_writes_while_held(redis_client: Redis) -> None:
     lock = RedisLock(redis_client, KEY, 10_000)
     assert await lock.acquire()
-    assert await lock.fenced_set("item:1", "value", 5_000)
-    assert await redis_client.get("item:1") == b"value"
-    assert 0 < await redis_client.pttl("item:1") <= 5_000
+    assert await lock.fenced_set(ITEM, "value", 5_000)
+    assert await redis_client.get(ITEM) == b"value"
+    assert 0 < await redis_client.pttl(ITEM) <= 5_000
 
 
 async def test_fenced_set_refuses_after_the_lock_was_lost(redis_client: Redis) -> None:
     lock = RedisLock(redis_client, KEY, lease_ms=50)
     assert await lock.acquire()
     await wait_until_gone(redis_client, KEY)
-    assert not await lock.fenced_set("item:1", "late", 5_000)
+    assert not await lock.fenced_set(ITEM, "late", 5_000)
     assert lock.lost
-    assert await redis_client.exists("item:1") == 0
+    assert await redis_client.exists(ITEM) == 0
 
     second = RedisLock(redis_client, KEY, 10_000)
     assert await second.acquire()
-    assert await second.fenced_set("item:1", "new", 5_000)
-    assert not await lock.fenced_set("item:1", "late", 5_000)
-    assert await redis_client.get("item:1") == b"new"
+    assert await second.fenced_set(ITEM, "new", 5_000)
+    assert not await lock.fenced_set(ITEM, "late", 5_000)
+    assert await redis_client.get(ITEM) == b"new"
 
 
 async def test_fenced_set_without_acquiring_writes_nothing(redis_client: Redis) -> None:
     lock = RedisLock(redis_client, KEY, 10_000)
-    assert not await lock.fenced_set("item:1", "x", 5_000)
-    assert await redis_client.exists("item:1") == 0
+    assert not await lock.fenced_set(ITEM, "x", 5_000)
+    assert await redis_client.exists(ITEM) == 0
 
 
 async def test_hold_releases_on_cancellation(redis_client: Redis) -> None:
@@ -187,7 +191,7 @@ async def test_hold_releases_when_the_body_raises(redis_client: Redis) -> None:
 
 async def test_claim_takes_a_free_lock(redis_client: Redis) -> None:
     lock = RedisLock(redis_client, KEY, 10_000)
-    assert await lock.claim("item:1", "missing:item:1") == (Claim.WON, None)
+    assert await lock.claim(ITEM, MISSING) == (Claim.WON, None)
     assert lock.held
     assert (await redis_client.get(KEY)).decode() == lock.token
 
@@ -196,23 +200,23 @@ async def test_claim_of_a_held_lock_is_held_and_keeps_nothing(redis_client: Redi
     holder = RedisLock(redis_client, KEY, 10_000)
     assert await holder.acquire()
     waiter = RedisLock(redis_client, KEY, 10_000)
-    assert await waiter.claim("item:1", "missing:item:1") == (Claim.HELD, None)
+    assert await waiter.claim(ITEM, MISSING) == (Claim.HELD, None)
     assert not waiter.held
     assert (await redis_client.get(KEY)).decode() == holder.token
 
 
 async def test_claim_returns_a_value_that_appeared_and_leaves_no_lock(redis_client: Redis) -> None:
-    await redis_client.set("item:1", b"the value")
+    await redis_client.set(ITEM, b"the value")
     lock = RedisLock(redis_client, KEY, 10_000)
-    assert await lock.claim("item:1", "missing:item:1") == (Claim.FILLED, b"the value")
+    assert await lock.claim(ITEM, MISSING) == (Claim.FILLED, b"the value")
     assert not lock.held
     assert await redis_client.exists(KEY) == 0
 
 
 async def test_claim_sees_a_remembered_404_and_leaves_no_lock(redis_client: Redis) -> None:
-    await redis_client.set("missing:item:1", b"1")
+    await redis_client.set(MISSING, b"1")
     lock = RedisLock(redis_client, KEY, 10_000)
-    assert await lock.claim("item:1", "missing:item:1") == (Claim.MISSING, None)
+    assert await lock.claim(ITEM, MISSING) == (Claim.MISSING, None)
     assert not lock.held
     assert await redis_client.exists(KEY) == 0
 
@@ -229,7 +233,7 @@ def test_fill_writes_then_publishes_then_releases(redis_url: str) -> None:
         try:
             lock = RedisLock(client, KEY, 10_000)
             assert await lock.acquire()
-            return await lock.fill("item:1", b"v", 5_000, "chan", b"1 v"), lock
+            return await lock.fill(ITEM, b"v", 5_000, CHANNEL, b"1 v"), lock
         finally:
             await client.aclose()
 
@@ -238,13 +242,13 @@ def test_fill_writes_then_publishes_then_releases(redis_url: str) -> None:
         seen = []
         for _ in range(20):
             command = monitor.next_command()["command"].lower()
-            if command.startswith(("set item:1", "publish", "del")):
+            if command.startswith((f"set {ITEM}", "publish", "del")):
                 seen.append(command.split()[0])
             if command.startswith("del"):
                 break
     assert ok and not lock.held
     assert seen == ["set", "publish", "del"]
-    assert sync.get("item:1") == b"v"
+    assert sync.get(ITEM) == b"v"
     assert sync.exists(KEY) == 0
     sync.flushall()
     sync.close()
@@ -257,13 +261,13 @@ async def test_fill_after_losing_the_lock_writes_nothing_but_publishes(
     assert await lock.acquire()
     await redis_client.set(KEY, "someone else")
     async with redis_client.pubsub() as pubsub:
-        await pubsub.subscribe("chan")
+        await pubsub.subscribe(CHANNEL)
         await pubsub.get_message(timeout=1)  # the subscribe confirmation
-        assert not await lock.fill("item:1", b"v", 5_000, "chan", b"1 v")
+        assert not await lock.fill(ITEM, b"v", 5_000, CHANNEL, b"1 v")
         message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=2)
     assert message is not None and message["data"] == b"1 v"
     assert lock.lost and not lock.held
-    assert await redis_client.exists("item:1") == 0
+    assert await redis_client.exists(ITEM) == 0
     assert (await redis_client.get(KEY)) == b"someone else"
 
 
@@ -292,7 +296,7 @@ async def test_hold_is_bounded_when_renew_swallows_its_cancel(
 
 async def test_a_resent_claim_with_our_own_token_is_ours(redis_client: Redis) -> None:
     """The pod's one retry re-sends a SET NX whose reply was lost: it must not wait on itself."""
-    keys, args = (KEY, "item:1", "missing:item:1"), ("our-token", 10_000)
+    keys, args = (KEY, ITEM, MISSING), ("our-token", 10_000)
     assert (await CLAIM(redis_client, keys, args))[0] == Claim.WON.value
     assert (await CLAIM(redis_client, keys, args))[0] == Claim.WON.value  # the retry
     assert (await CLAIM(redis_client, keys, ("their-token", 10_000)))[0] == Claim.HELD.value

@@ -270,6 +270,8 @@ def test_summarize_computes_exactly_the_table_entries_it_owns() -> None:
     assert runner == {
         "redis_commands",
         "redis_commands_per_request",
+        "redis_commands_by_shard",
+        "hot_shard_command_share",
         "redis_round_trips_per_request",
         "unexpected",
         "machine",
@@ -279,6 +281,7 @@ def test_summarize_computes_exactly_the_table_entries_it_owns() -> None:
 def test_every_column_reads_a_summary() -> None:
     summary = summarize(records(outcome_rows()), reads([1.0]), SHAPE)
     summary |= {"redis_commands": 8, "redis_commands_per_request": 1.0}
+    summary |= {"redis_commands_by_shard": {"redis": 8}, "hot_shard_command_share": 1.0}
     summary |= {"redis_round_trips_per_request": 1.0, "machine": verdict(1.0, 0.5, 2)}
     values = row(summary, COLUMNS)
     assert values["machine_bound"] is False

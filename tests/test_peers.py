@@ -40,6 +40,12 @@ class CountingLoader:
         return json_bytes({"id": self.item, "name": f"item {self.item}"})
 
 
+@pytest.fixture
+def cache_url(redis_url: str) -> str:
+    """One Redis: a peer's library brings its own client, set up for one server."""
+    return redis_url
+
+
 @pytest.fixture(params=list(peers.PEERS))
 async def peer(request: pytest.FixtureRequest, redis_client: Redis) -> Any:
     deps = Deps(redis=redis_client, store=CacheStore(redis_client))

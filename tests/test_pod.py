@@ -9,6 +9,7 @@ import httpx
 import pytest
 
 from stampede import auth, paths, procs
+from stampede.cache import CacheStore
 from stampede.config import StrategyConfig
 from stampede.lab import Lab, pod_command, pod_env
 from stampede.load import server_ms
@@ -54,7 +55,7 @@ def test_an_unknown_id_is_404_with_one_line(http: httpx.Client, lab: Lab) -> Non
     assert resp.status_code == 404
     assert "999999" in one_line_detail(resp)
     with lab.redis() as client:
-        assert client.exists("item:999999") == 0
+        assert client.exists(CacheStore.key(999999)) == 0
 
 
 def test_origin_failure_is_503_with_retry_after_and_caches_nothing(lab: Lab) -> None:
@@ -66,8 +67,8 @@ def test_origin_failure_is_503_with_retry_after_and_caches_nothing(lab: Lab) -> 
         assert resp.headers["x-cache"] == "error"
         assert "item 1" in one_line_detail(resp)
     with lab.redis() as client:
-        assert client.exists("item:1") == 0
-        assert client.exists("lock:item:1") == 0
+        assert client.exists(CacheStore.key(1)) == 0
+        assert client.exists(CacheStore.lock_key(1)) == 0
     assert sum(s["outcomes"].get("error", 0) for s in lab.stats()) == len(lab.pods)
 
 
@@ -121,7 +122,7 @@ def test_reset_clears_this_runs_tallies_but_keeps_the_cache(http: httpx.Client) 
 def test_a_corrupt_cache_entry_is_503_not_500(http: httpx.Client, lab: Lab) -> None:
     """A value that is not an envelope (a foreign writer, a truncated SET) is the cache's fault."""
     with lab.redis() as client:
-        client.set("item:5", b"not an envelope", px=60_000)
+        client.set(CacheStore.key(5), b"not an envelope", px=60_000)
     resp = http.get("/items/5")
     assert resp.status_code == 503
     assert resp.headers["x-cache"] == "error"

@@ -21,7 +21,7 @@ from stampede import registry, runner, source
 from stampede.config import LabConfig, LoadConfig, StrategyConfig
 from stampede.errors import ConfigError, StrategyUnavailable
 from stampede.metrics import COLUMNS, HEADLINE, RunShape, summarize
-from stampede.runner import RunResult, compare, split_params
+from stampede.runner import RunResult, compare, coordination, split_params
 from tests.test_metrics import every, reads, records
 
 
@@ -198,3 +198,13 @@ def test_compare_without_columns_lists_table_columns_only() -> None:
 def test_compare_refuses_a_column_the_table_does_not_have() -> None:
     with pytest.raises(KeyError, match="hot_latency_ms_steady_p99_ms"):
         compare([result()], columns=["hot_latency_ms_steady_p99_ms"])
+
+
+def test_coordination_is_the_delta_without_the_labs_bookkeeping() -> None:
+    """One node's commands between two INFO snapshots: set-up and topology look-ups removed."""
+    before = {"get": 10, "info": 3, "cluster|slots": 2, "evalsha": 1}
+    after = {
+        "get": 25, "info": 5, "cluster|slots": 4, "cluster|nodes": 1, "client|setinfo": 6,
+        "command": 2, "hello": 3, "evalsha": 1, "spublish": 2,
+    }  # fmt: skip
+    assert coordination(before, after) == {"get": 15, "spublish": 2}

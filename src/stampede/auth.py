@@ -24,7 +24,10 @@ __all__ = [
     "admits_host",
     "anonymous",
     "bearer_matches",
+    "client_url",
+    "cluster_url",
     "host_names",
+    "is_cluster_url",
     "new_secret",
     "redacted",
     "redis_url",
@@ -35,6 +38,7 @@ SECRET_ENV = "STAMPEDE_LAB_SECRET"
 ALLOWED_HOSTS_ENV = "STAMPEDE_ALLOWED_HOSTS"
 LOOPBACK_NAMES = (b"127.0.0.1", b"localhost", b"[::1]")
 _BEARER = b"bearer "
+CLUSTER_SCHEME = "redis-cluster"  # a URL that names one node of a Redis Cluster
 
 
 def new_secret() -> str:
@@ -57,6 +61,25 @@ def redis_url(host: str, port: int, secret: str | None, db: int = 0) -> str:
     """``redis://:<secret>@host:port/db``, the form every client of a lab Redis uses."""
     auth = f":{quote(secret, safe='')}@" if secret else ""
     return f"redis://{auth}{host}:{port}/{db}"
+
+
+def cluster_url(host: str, port: int, secret: str | None) -> str:
+    """``redis-cluster://:<secret>@host:port/0``: one node of a cluster, which names the rest.
+
+    The scheme is the one setting that tells the pods, the lab and the runner to speak the
+    cluster protocol (slot routing, ``MOVED``, sharded pub/sub); redis-py itself takes the
+    same URL with ``redis://`` (:func:`client_url`).
+    """
+    return CLUSTER_SCHEME + redis_url(host, port, secret).removeprefix("redis")
+
+
+def is_cluster_url(url: str) -> bool:
+    return urlsplit(url).scheme == CLUSTER_SCHEME
+
+
+def client_url(url: str) -> str:
+    """The URL as redis-py's clients take it: a cluster URL's scheme becomes ``redis``."""
+    return "redis" + url.removeprefix(CLUSTER_SCHEME) if is_cluster_url(url) else url
 
 
 def url_password(url: str) -> str | None:

@@ -1,12 +1,20 @@
 """The shared cache in Redis: value keys, lock keys, TTL policy and "value ready" signals.
 
-Key layout (every pod agrees on it):
+Key layout (every pod agrees on it; this module is the one place that spells it):
 
-- ``item:{id}``       the JSON :class:`~stampede.envelope.Entry`, with Redis' TTL as hard expiry
-- ``lock:item:{id}``  the single-refresher lock (:class:`~stampede.lock.RedisLock`)
-- ``missing:item:{id}`` a negative entry: the origin said 404 a moment ago (short TTL)
-- channel ``stampede:ready``  ``"<id> <entry json>"`` when a refresh wrote a value, ``"<id>"``
-  when it failed: waiters take the value from the message, saving each of them a ``GET``
+- ``item:{<id>}``       the JSON :class:`~stampede.envelope.Entry`, with Redis' TTL as hard expiry
+- ``lock:item:{<id>}``  the single-refresher lock (:class:`~stampede.lock.RedisLock`)
+- ``missing:item:{<id>}`` a negative entry: the origin said 404 a moment ago (short TTL)
+- channel ``ready:item:{<id>}``  ``"<id> <entry json>"`` when a refresh wrote a value,
+  ``"<id>"`` when it failed: waiters take the value from the message, saving each a ``GET``
+
+The braces are a Redis Cluster *hash tag*: only ``<id>`` is hashed, so an item's four names
+live in one slot, and the scripts that touch several of them (claim, fill: lock, value,
+negative entry, channel) run on one node instead of failing with ``CROSSSLOT``. A single
+Redis ignores the braces. On one Redis the pods subscribe to the pattern :data:`READY_PATTERN`
+once; on a cluster the channel is a *shard* channel (``SPUBLISH``, Redis 7): only the nodes
+of the item's slot carry its messages, where a plain ``PUBLISH`` crosses every node, and each
+pod subscribes (``SSUBSCRIBE``) to an item's channel on its node when it first waits for it.
 """
 
 from __future__ import annotations
@@ -19,17 +27,21 @@ from collections import defaultdict
 from collections.abc import Callable
 from typing import cast
 
-from redis.asyncio import Redis
+from redis.asyncio import Redis, RedisCluster
+from redis.asyncio.client import PubSub
 
 from stampede.envelope import MISS, Entry, Miss
 from stampede.errors import CorruptEntry
-from stampede.lock import Claim, RedisLock
+from stampede.lock import Claim, RedisClient, RedisLock
 
-__all__ = ["READY_CHANNEL", "CacheStore", "ReadyNotifier", "Waiter", "jittered_ttl"]
+__all__ = ["READY_PATTERN", "CacheStore", "ReadyNotifier", "Waiter", "jittered_ttl"]
 
 log = logging.getLogger(__name__)
 
-READY_CHANNEL = "stampede:ready"
+READY_PATTERN = "ready:item:*"  # every item's ready channel (CacheStore.ready_channel)
+
+
+SUBSCRIBE_TIMEOUT_S = 2.0  # how long watch() waits for a node to confirm an SSUBSCRIBE
 
 
 def jittered_ttl(base_s: float, spread: float, rng: random.Random) -> float:
@@ -46,20 +58,31 @@ def jittered_ttl(base_s: float, spread: float, rng: random.Random) -> float:
 class CacheStore:
     """Reads and writes envelopes and hands out the per-item locks."""
 
-    def __init__(self, redis: Redis) -> None:
+    def __init__(self, redis: RedisClient) -> None:
         self.redis = redis
+        self.publish = "spublish" if isinstance(redis, RedisCluster) else "publish"
 
     @staticmethod
     def key(item: int) -> str:
-        return f"item:{item}"
+        return f"item:{{{item}}}"
 
     @staticmethod
     def lock_key(item: int) -> str:
-        return f"lock:item:{item}"
+        return f"lock:item:{{{item}}}"
 
     @staticmethod
     def missing_key(item: int) -> str:
-        return f"missing:item:{item}"
+        return f"missing:item:{{{item}}}"
+
+    @staticmethod
+    def ready_channel(item: int) -> str:
+        return f"ready:item:{{{item}}}"
+
+    @staticmethod
+    def item_of(name: str | bytes) -> int:
+        """The item id in any of the names above (its hash tag): ``item:{7}`` -> 7."""
+        text = name.decode() if isinstance(name, bytes) else name
+        return int(text[text.index("{") + 1 : text.index("}")])
 
     async def is_missing(self, item: int) -> bool:
         """Did the origin answer 404 for ``item`` within the negative TTL?"""
@@ -102,15 +125,21 @@ class CacheStore:
         Returns ``False`` when the fence refused the write (the lock was no longer ours).
         """
         body = entry.dumps()
-        channel, message = (READY_CHANNEL, b"%d %b" % (item, body)) if announce else ("", b"")
+        channel, message = ("", b"")
+        if announce:
+            channel, message = self.ready_channel(item), b"%d %b" % (item, body)
         return await lock.fill(
-            self.key(item), body, max(1, round(hard_ttl_s * 1000)), channel, message
+            self.key(item), body, max(1, round(hard_ttl_s * 1000)), channel, message, self.publish
         )
 
     async def announce(self, item: int, entry: Entry | None) -> None:
         """Tell waiters on every pod that the refresh of ``item`` ended, with its value."""
         message = b"%d" % item if entry is None else b"%d %b" % (item, entry.dumps())
-        await self.redis.publish(READY_CHANNEL, message)
+        channel = self.ready_channel(item)
+        if isinstance(self.redis, RedisCluster):
+            await self.redis.spublish(channel, message)
+        else:
+            await self.redis.publish(channel, message)
 
 
 class Waiter:
@@ -130,34 +159,65 @@ class Waiter:
 class ReadyNotifier:
     """One pub/sub subscription per pod, fanned out to the local waiters of each item.
 
-    A waiter registers *before* it re-reads the cache, so a value written after that read is
-    always announced to it: no lost wake-up. Waits are bounded by the caller's timeout, so a
-    message lost to a Redis restart costs one timeout slice, not a hung request.
+    A waiter registers, and awaits :meth:`watch`, *before* it re-reads the cache, so a value
+    written after that read is always announced to it: no lost wake-up. Waits are bounded by
+    the caller's timeout, so a message lost to a Redis restart costs one timeout slice, not a
+    hung request.
 
     Waiters wake in arrival order: a pod answers its ~25 waiters one after another (a few
     hundred microseconds each), so the one that has waited longest goes first and the tail
     latency is its wait plus one response, not plus the whole queue.
+
+    On a Redis Cluster (the factory makes a ``RedisCluster``) there is no pattern for shard
+    channels, so :meth:`watch` subscribes to an item's channel the first time this pod waits
+    for it, on a plain connection to the node that owns the channel's slot (redis-py's
+    cluster pub/sub polls its nodes one after another, each with its own timeout, which
+    delays a message by up to that timeout per node), and keeps it: a hot key costs one
+    ``SSUBSCRIBE`` per pod, not one per wait. A node's connection that breaks (failover) or
+    answers ``MOVED`` (resharding) is dropped with its channels; their waiters are woken to
+    re-check, and their next wait subscribes again on the slot's owner as the refreshed
+    topology names it. Not for an unbounded set of cold keys: subscriptions are never
+    dropped while the pod runs (one per item that ever had a waiter here).
     """
 
-    def __init__(self, redis_factory: Callable[[], Redis]) -> None:
+    def __init__(self, redis_factory: Callable[[], RedisClient]) -> None:
         self._redis_factory = redis_factory
         # per item, an insertion-ordered set: dict keys keep arrival order
         self._waiters: defaultdict[int, dict[Waiter, None]] = defaultdict(dict)
         self._task: asyncio.Task[None] | None = None
         self._subscribed = asyncio.Event()
+        self._cluster: RedisCluster | None = None  # sharded mode
+        self._shards: dict[str, _Shard] = {}  # node name -> its subscriptions
+        self._watched: dict[int, _Shard] = {}  # item -> the shard that carries its channel
+        self._watching: dict[int, asyncio.Future[None]] = {}  # subscriptions in flight
+        self._stale_topology = False
 
     async def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.create_task(self._listen(), name="ready-notifier")
+        if self._task is not None or self._cluster is not None:
+            return
+        client = self._redis_factory()
+        if isinstance(client, RedisCluster):
+            self._cluster = client  # sharded: subscriptions are made by watch()
+            return
+        await client.aclose()
+        self._task = asyncio.create_task(self._listen(), name="ready-notifier")
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._subscribed.wait(), 5)
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            # bounded: redis-py can swallow a cancel that lands inside a command
-            await asyncio.wait([self._task], timeout=2)
-            self._task = None
+        tasks = [t for t in [self._task, *(s.task for s in self._shards.values())] if t]
+        for task in tasks:
+            task.cancel()
+        if tasks:  # bounded: redis-py can swallow a cancel that lands inside a command
+            await asyncio.wait(tasks, timeout=2)
+        self._task = None
+        for shard in list(self._shards.values()):
+            await shard.close()
+        self._shards.clear()
+        self._watched.clear()
+        if self._cluster is not None:
+            await self._cluster.aclose()
+            self._cluster = None
 
     def register(self, item: int) -> Waiter:
         waiter = Waiter()
@@ -171,12 +231,79 @@ class ReadyNotifier:
             if not waiters:
                 del self._waiters[item]
 
+    async def watch(self, item: int) -> None:
+        """Be subscribed to ``item``'s ready channel before returning (at once on one Redis).
+
+        A subscription that fails or is not confirmed within :data:`SUBSCRIBE_TIMEOUT_S`
+        is logged and left to the next wait: the waiter then learns of the value by its
+        re-check slice, as after a lost message.
+        """
+        if self._cluster is None or item in self._watched:
+            return
+        pending = self._watching.get(item)
+        if pending is None:
+            pending = asyncio.ensure_future(self._ssubscribe(self._cluster, item))
+            self._watching[item] = pending
+            pending.add_done_callback(lambda _: self._watching.pop(item, None))
+        try:
+            await asyncio.shield(pending)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.warning("subscribing to %s failed", CacheStore.ready_channel(item), exc_info=True)
+
+    async def _ssubscribe(self, cluster: RedisCluster, item: int) -> None:
+        if self._stale_topology:  # a node went away: ask the cluster who owns what now
+            self._stale_topology = False
+            await cluster.nodes_manager.initialize()
+        await cluster.initialize()  # once: the slot map, before the first lookup
+        channel = CacheStore.ready_channel(item)
+        node = cluster.get_node_from_key(channel)
+        if node is None:
+            raise ConnectionError(f"no node serves the slot of {channel} yet")
+        shard = self._shards.get(node.name)
+        if shard is None:
+            password = node.connection_kwargs.get("password")
+            client = Redis(host=node.host, port=int(node.port), password=password)
+            shard = self._shards[node.name] = _Shard(node.name, client)
+        confirmed = shard.confirmed.setdefault(channel.encode(), asyncio.Event())
+        async with shard.lock:  # one connection per shard: no two tasks open it at once
+            await shard.pubsub.ssubscribe(channel)
+            if shard.task is None:
+                shard.task = asyncio.create_task(self._listen_shard(shard), name=shard.name)
+        async with asyncio.timeout(SUBSCRIBE_TIMEOUT_S):
+            await confirmed.wait()
+        shard.items.add(item)
+        self._watched[item] = shard
+
+    async def _listen_shard(self, shard: _Shard) -> None:
+        try:
+            async for message in shard.pubsub.listen():
+                kind = message["type"]
+                if kind == "smessage":
+                    self._on_message(message["data"])
+                elif kind == "ssubscribe":
+                    event = shard.confirmed.pop(message["channel"], None)
+                    if event is not None:
+                        event.set()
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.warning("ready-notifier lost %s; its items resubscribe", shard.name, exc_info=True)
+        if self._shards.get(shard.name) is shard:
+            del self._shards[shard.name]
+        for item in shard.items:
+            self._watched.pop(item, None)
+            self._wake(item, None)  # its waiters re-check rather than sleep through a failover
+        self._stale_topology = True
+        await shard.close()
+
     async def _listen(self) -> None:
         while True:
             redis = self._redis_factory()
             try:
                 async with redis.pubsub(ignore_subscribe_messages=True) as pubsub:
-                    await pubsub.subscribe(READY_CHANNEL)
+                    await pubsub.psubscribe(READY_PATTERN)
                     self._subscribed.set()
                     async for message in pubsub.listen():
                         self._on_message(message["data"])
@@ -200,7 +327,7 @@ class ReadyNotifier:
             item = int(head)
             entry = Entry.loads(raw) if raw else None
         except (ValueError, CorruptEntry):
-            log.warning("ignored a non-ready message on %s: %r", READY_CHANNEL, data[:60])
+            log.warning("ignored a non-ready message on %s: %r", READY_PATTERN, data[:60])
             return
         self._wake(item, entry)
 
@@ -212,3 +339,21 @@ class ReadyNotifier:
         for waiters in self._waiters.values():
             for waiter in waiters:
                 waiter.wake(None)
+
+
+class _Shard:
+    """One cluster node's shard subscriptions: a plain connection, its listener, its items."""
+
+    def __init__(self, name: str, client: Redis) -> None:
+        self.name = name
+        self.client = client
+        self.pubsub: PubSub = client.pubsub()
+        self.lock = asyncio.Lock()
+        self.task: asyncio.Task[None] | None = None
+        self.confirmed: dict[bytes, asyncio.Event] = {}  # channel -> set on its ssubscribe
+        self.items: set[int] = set()
+
+    async def close(self) -> None:
+        with contextlib.suppress(Exception):
+            await self.pubsub.aclose()  # type: ignore[no-untyped-call]
+            await self.client.aclose()

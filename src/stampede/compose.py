@@ -280,6 +280,11 @@ class ComposeLab(Lab):
 
     @classmethod
     def _check_shape(cls, lab: LabConfig) -> None:
+        if lab.redis_cluster:
+            raise ConfigError(
+                f"the {cls.kind} lab runs one Redis; redis_cluster={lab.redis_cluster} needs "
+                "the embedded lab"
+            )
         if lab.faults:
             raise ConfigError(
                 f"faults need an embedded lab (PIDs to signal); the {cls.kind} lab is broken by "
@@ -472,7 +477,7 @@ class SwarmLab(ComposeLab):
 
     @classmethod
     def _check_shape(cls, lab: LabConfig) -> None:
-        if lab.faults:
+        if lab.faults or lab.redis_cluster:
             super()._check_shape(lab)
 
     @classmethod

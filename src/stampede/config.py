@@ -157,9 +157,21 @@ class LabConfig(BaseModel):
     pods: int = Field(3, ge=1, le=16, description="pod processes behind round-robin")
     origin_items: int = Field(100, ge=1, le=100_000, description="rows in the SQLite origin")
     faults: tuple[Fault, ...] = Field((), description="faults injected during the run")
+    redis_cluster: int = Field(
+        0, ge=0, le=9, description="Redis Cluster primaries (0: one plain redis-server; else >= 3)"
+    )
+    redis_replicas: int = Field(
+        0, ge=0, le=1, description="replicas per cluster primary (needs redis_cluster)"
+    )
 
     @model_validator(mode="after")
     def _faults_in_range(self) -> LabConfig:
+        if self.redis_cluster in (1, 2):  # redis-cli --cluster create refuses fewer than 3
+            raise ValueError(f"redis_cluster={self.redis_cluster}: a cluster needs 3 primaries")
+        if self.redis_replicas and not self.redis_cluster:
+            raise ValueError("redis_replicas needs redis_cluster (replicas of cluster primaries)")
+        if self.redis_cluster and any(f.kind == "redis_restart" for f in self.faults):
+            raise ValueError("redis_restart restarts one redis-server; not with redis_cluster")
         for fault in self.faults:
             if fault.pod >= self.pods:
                 raise ValueError(

@@ -18,6 +18,14 @@ reached *our* process (the pod's ``/health`` PID, Redis' ``process_id`` behind o
 a foreign listener that took a port between :func:`~stampede.procs.free_port` and the start is
 :class:`PortInUse`, not a lab. And :meth:`Lab.configure` flushes only a Redis that demands the
 lab's secret. Why: the threat model in :mod:`stampede.pod`.
+
+With ``LabConfig(redis_cluster=N)`` the one ``redis-server`` becomes a Redis Cluster of N
+primaries (and ``redis_replicas`` replicas each), every node started, probed and stopped as
+the single Redis is (our PID behind our password; ``masterauth`` lets replicas sync), then
+joined by ``redis-cli --cluster create`` (the password in its environment, ``REDISCLI_AUTH``,
+not on its command line) and waited for until every node says ``cluster_state:ok`` with all
+16384 slots served. The pods get a ``redis-cluster://`` URL (:func:`stampede.auth.cluster_url`)
+and speak the cluster protocol.
 """
 
 from __future__ import annotations
@@ -29,6 +37,7 @@ import json
 import os
 import shutil
 import signal
+import subprocess
 import sys
 import tempfile
 import time
@@ -47,6 +56,8 @@ from stampede.errors import LabError, PortInUse, ProcessFailed, RedisNotFound
 from stampede.origin import ensure_origin
 
 __all__ = [
+    "CLUSTER_NODE_TIMEOUT_MS",
+    "SINGLE_NODE",
     "Lab",
     "find_redis_server",
     "load_state",
@@ -161,6 +172,7 @@ class Lab:
         self._remove_logs = False
         self._http = httpx.Client(timeout=10)
         self._redis_spec: tuple[str, int, bool] | None = None  # server, port, owned
+        self.redis_nodes = 1  # redis-server processes before the pods in ``processes``
         self._origin: Path | None = None
         self.dead: set[int] = set()  # indexes of pods killed by kill_pod and not restarted
         self._spawner: ThreadPoolExecutor | None = None
@@ -190,14 +202,28 @@ class Lab:
                 procs.check_port(port, what)
         redis_port = redis_port or procs.free_port()
         ports = list(pod_ports or [procs.free_port() for _ in range(lab.pods)])
+        nodes = lab.redis_cluster * (1 + lab.redis_replicas)  # 0: one plain redis-server
+        # the other nodes' client and bus ports, distinct from each other and from the above
+        taken = {redis_port, *ports}
+        spare = [p for p in procs.free_ports(2 * nodes + len(taken)) if p not in taken]
         temporary_logs = log_dir is None
         log_dir = log_dir or Path(tempfile.mkdtemp(prefix="stampede-lab-"))
         origin = ensure_origin(paths.origin_path(), lab.origin_items)
         secret = auth.new_secret()
         started: list[procs.ManagedProcess] = []
         try:
-            started.append(_start_redis(server, redis_port, log_dir, owned, secret))
-            redis_url = auth.redis_url("127.0.0.1", redis_port, secret)
+            if lab.redis_cluster:
+                node_ports = [redis_port, *(spare.pop() for _ in range(nodes - 1))]
+                bus_ports = [spare.pop() for _ in range(nodes)]
+                _start_cluster(
+                    server, list(zip(node_ports, bus_ports, strict=True)), lab.redis_replicas,
+                    log_dir, owned, secret, started,
+                )  # fmt: skip
+                redis_url = auth.cluster_url("127.0.0.1", redis_port, secret)
+            else:
+                started.append(_start_redis(server, redis_port, log_dir, owned, secret))
+                redis_url = auth.redis_url("127.0.0.1", redis_port, secret)
+            redis_count = len(started)
             for i, port in enumerate(ports, start=1):
                 env = pod_env(f"pod-{i}", redis_url, origin, config, secret)
                 started.append(
@@ -207,7 +233,7 @@ class Lab:
                     )
                 )  # fmt: skip
             urls = [f"http://127.0.0.1:{port}" for port in ports]
-            for proc, url in zip(started[1:], urls, strict=True):
+            for proc, url in zip(started[redis_count:], urls, strict=True):
                 _wait_pod(proc, url)
         except BaseException:
             for proc in reversed(started):
@@ -218,6 +244,7 @@ class Lab:
         instance.log_dir = log_dir
         instance._remove_logs = temporary_logs
         instance._redis_spec = (server, redis_port, owned)
+        instance.redis_nodes = redis_count
         instance._origin = origin
         return instance
 
@@ -285,7 +312,8 @@ class Lab:
                 f"not flushing {where}: its URL does not carry this lab's secret as the password "
                 f"(expected redis://:<{auth.SECRET_ENV}>@host:port/0)"
             )
-        with redis.Redis.from_url(auth.anonymous(self.redis_url), socket_timeout=5) as client:
+        anonymous = auth.anonymous(auth.client_url(self.redis_url))
+        with redis.Redis.from_url(anonymous, socket_timeout=5) as client:
             try:
                 client.ping()
             except redis.AuthenticationError:
@@ -327,14 +355,54 @@ class Lab:
                 healthy.append(False)
         return healthy
 
-    def redis(self) -> redis.Redis:
-        return redis.Redis.from_url(self.redis_url, socket_timeout=5)
+    @property
+    def cluster(self) -> bool:
+        """Whether the lab's cache is a Redis Cluster (its URL says so)."""
+        return auth.is_cluster_url(self.redis_url)
+
+    def redis(self) -> redis.Redis | redis.RedisCluster:
+        """A client of the lab's cache; for a cluster, one that routes by slot.
+
+        redis-py's cluster client sends ``FLUSHALL`` to every primary, but ``KEYS``, ``DBSIZE``
+        and ``INFO`` to one node unless told (``target_nodes=RedisCluster.PRIMARIES``).
+        """
+        url = auth.client_url(self.redis_url)
+        if self.cluster:
+            return redis.RedisCluster.from_url(url, socket_timeout=5)
+        return redis.Redis.from_url(url, socket_timeout=5)
 
     def commandstats(self) -> dict[str, int]:
-        """Redis' per-command call counts (``INFO commandstats``) for coordination costs."""
+        """Redis' per-command call counts (``INFO commandstats``) for coordination costs.
+
+        For a cluster, the sum over its primaries (:meth:`commandstats_by_node` has each).
+        """
+        if self.cluster:
+            total: dict[str, int] = {}
+            for stats in self.commandstats_by_node().values():
+                for name, calls in stats.items():
+                    total[name] = total.get(name, 0) + calls
+            return total
         with self.redis() as client:
-            info = client.info("commandstats")
-        return {k.removeprefix("cmdstat_"): int(v["calls"]) for k, v in info.items()}
+            return _calls(client.info("commandstats"))
+
+    def commandstats_by_node(self) -> dict[str, dict[str, int]]:
+        """Each primary's call counts by ``host:port`` (one, ``"redis"``, without a cluster)."""
+        if not self.cluster:
+            return {SINGLE_NODE: self.commandstats()}
+        with self.redis() as client:
+            infos = client.info("commandstats", target_nodes=redis.RedisCluster.PRIMARIES)
+        return {str(node): _calls(info) for node, info in sorted(infos.items())}
+
+    def node_of(self, key: str) -> str:
+        """The name :meth:`commandstats_by_node` gives the primary that serves ``key``."""
+        if not self.cluster:
+            return SINGLE_NODE
+        with self.redis() as client:
+            assert isinstance(client, redis.RedisCluster)
+            node = client.get_node_from_key(key)  # type: ignore[no-untyped-call]
+        if node is None:
+            raise LabError(f"no node of the cluster serves {key}")
+        return str(node.name)
 
     # ---- faults (embedded labs only) --------------------------------------------------
     def restart_redis(self, down_s: float) -> tuple[float, float]:
@@ -345,6 +413,8 @@ class Lab:
         """
         if self._redis_spec is None or self.log_dir is None:
             raise LabError("restart_redis needs an embedded lab (this one is attached)")
+        if self.cluster:
+            raise LabError("restart_redis restarts one redis-server; this lab runs a cluster")
         server, port, owned = self._redis_spec
         assert self.secret is not None  # an embedded lab always has one
         down = time.time()
@@ -383,9 +453,25 @@ class Lab:
             env=pod_env(name, self.redis_url, self._origin, config, self.secret),
             owned=self._redis_spec[2],
         )  # fmt: skip
-        self.processes[index + 1] = new
+        self.processes[self.redis_nodes + index] = new
         _wait_pod(new, self.pods[index])
         self.dead.discard(index)
+        return time.time()
+
+    def kill_redis_node(self, node: str) -> float:
+        """SIGKILL the cluster node ``host:port`` (a name :meth:`node_of` gives) by PID.
+
+        Returns the epoch second it was reaped. Its replica, if it has one, is promoted by
+        the cluster after ``cluster-node-timeout`` (:data:`CLUSTER_NODE_TIMEOUT_MS`); the lab
+        does not restart it (``stop()`` copes with the dead process).
+        """
+        port = node.rsplit(":", 1)[-1]
+        found = [p for p in self.processes[: self.redis_nodes] if p.name == f"redis-{port}"]
+        if not self.cluster or not found:
+            raise LabError(f"no cluster node {node} started by this lab")
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(found[0].pid, signal.SIGKILL)
+        found[0].popen.wait()
         return time.time()
 
     def _spawn(self, start: Callable[..., T], *args: Any, **kwargs: Any) -> T:
@@ -402,7 +488,7 @@ class Lab:
     def _pod_process(self, index: int) -> procs.ManagedProcess:
         if self._redis_spec is None or not 0 <= index < len(self.pods):
             raise LabError(f"no embedded pod {index}; valid: 0..{len(self.pods) - 1}")
-        return self.processes[index + 1]
+        return self.processes[self.redis_nodes + index]
 
     # ---- stopping --------------------------------------------------------------------
     @property
@@ -449,19 +535,51 @@ class Lab:
         return f"Lab(pods={self.pods}, redis={auth.redacted(self.redis_url)!r})"
 
 
+SINGLE_NODE = "redis"  # the one node of a lab without a cluster, in per-node figures
+
+
+def _calls(info: dict[str, Any]) -> dict[str, int]:
+    return {k.removeprefix("cmdstat_"): int(v["calls"]) for k, v in info.items()}
+
+
 def _start_redis(
-    server: str, port: int, log_dir: Path, owned: bool, secret: str
+    server: str,
+    port: int,
+    log_dir: Path,
+    owned: bool,
+    secret: str,
+    *,
+    cluster_port: int | None = None,
 ) -> procs.ManagedProcess:
+    """One ``redis-server``; a cluster node, its bus on ``cluster_port``, when that is given."""
     # "-": the rest of the configuration comes from stdin, so the password never shows in `ps`
     args = [
         server, "-", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
         "--appendonly", "no", "--daemonize", "no", "--dir", str(log_dir), "--loglevel", "notice",
     ]  # fmt: skip
+    config = f"requirepass {secret}\n"
+    name, log_name = "redis-server", "redis.log"
+    if (
+        cluster_port is not None
+    ):  # masterauth: a replica authenticates to its primary with the same secret
+        args += [
+            "--cluster-enabled", "yes", "--cluster-config-file", f"nodes-{port}.conf",
+            # the bus on a free port of its own: its default, port + 10000, may be taken or
+            # beyond 65535 for the high ports free_port() hands out
+            "--cluster-port", str(cluster_port),
+            "--cluster-node-timeout", str(CLUSTER_NODE_TIMEOUT_MS),
+            # a replica takes over however long ago it last heard its primary: a cache
+            # prefers a primary to a perfect copy, and on this machine the replicas' data
+            # age check refused every failover ("Disconnected from master for longer than
+            # allowed") seconds after the kill
+            "--cluster-replica-validity-factor", "0",
+        ]  # fmt: skip
+        config += f"masterauth {secret}\n"
+        name, log_name = f"redis-{port}", f"redis-{port}.log"
     log_dir.mkdir(parents=True, exist_ok=True)
     proc = procs.start(
-        "redis-server", args, log_path=log_dir / "redis.log", owned=owned,
-        stdin_data=f"requirepass {secret}\n".encode(),
-    )  # fmt: skip
+        name, args, log_path=log_dir / log_name, owned=owned, stdin_data=config.encode()
+    )
 
     def ping() -> bool:
         """Ready once *our* server answers: our password accepted, our PID in ``INFO``."""
@@ -495,6 +613,67 @@ def _start_redis(
             raise PortInUse(f"port {port} on 127.0.0.1 (redis) is already in use") from None
         raise
     return proc
+
+
+# How long a primary may be silent before its replica takes over (Redis' default is 15 s):
+# short, so a failover in a test or a chapter is over in a few seconds, yet far above the
+# few milliseconds a busy loopback node takes to answer the cluster bus.
+CLUSTER_NODE_TIMEOUT_MS = 2000
+CLUSTER_READY_TIMEOUT_S = 60.0
+
+
+def _start_cluster(
+    server: str,
+    ports: Sequence[tuple[int, int]],
+    replicas: int,
+    log_dir: Path,
+    owned: bool,
+    secret: str,
+    started: list[procs.ManagedProcess],
+) -> None:
+    """Start one cluster node per (client, bus) port pair (appended to ``started`` as each
+    is up), and join them.
+
+    ``started`` is the caller's list so that a failure half-way stops the nodes already up.
+    """
+    for port, bus in ports:
+        started.append(_start_redis(server, port, log_dir, owned, secret, cluster_port=bus))
+    cli = shutil.which("redis-cli", path=str(Path(server).parent)) or shutil.which("redis-cli")
+    if cli is None:
+        raise RedisNotFound(
+            f"redis-cli (to create the cluster) is not next to {server} nor on PATH"
+        )
+    command = [
+        cli, "--cluster", "create", *(f"127.0.0.1:{p}" for p, _ in ports),
+        "--cluster-replicas", str(replicas), "--cluster-yes",
+    ]  # fmt: skip
+    env = {**os.environ, "REDISCLI_AUTH": secret}
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
+    if done.returncode != 0 or "[OK] All 16384 slots covered" not in done.stdout:
+        raise ProcessFailed(f"redis-cli --cluster create failed: {done.stdout[-500:]}{done.stderr}")
+    deadline = time.monotonic() + CLUSTER_READY_TIMEOUT_S
+    waiting = [port for port, _ in ports]
+    while waiting:
+        waiting = [p for p in waiting if not _cluster_node_ok(p, secret, len(ports))]
+        if not waiting:
+            return
+        if time.monotonic() > deadline:
+            raise ProcessFailed(
+                f"cluster nodes {waiting} not cluster_state:ok with {len(ports)} known nodes "
+                f"after {CLUSTER_READY_TIMEOUT_S:g} s"
+            )
+        time.sleep(0.1)
+
+
+def _cluster_node_ok(port: int, secret: str, nodes: int) -> bool:
+    """This node serves: ``cluster_state:ok``, all 16384 slots ok, every node known to it."""
+    with redis.Redis(port=port, password=secret, socket_timeout=1) as client:
+        info = client.cluster("info")
+    return (
+        info.get("cluster_state") == "ok"
+        and int(info.get("cluster_slots_ok", 0)) == 16384
+        and int(info.get("cluster_known_nodes", 0)) == nodes
+    )
 
 
 def _wait_pod(proc: procs.ManagedProcess, url: str) -> None:

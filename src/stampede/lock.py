@@ -23,10 +23,13 @@ import secrets
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
-from redis.asyncio import Redis
+from redis.asyncio import Redis, RedisCluster
 from redis.exceptions import NoScriptError
 
-__all__ = ["CLAIM", "FILL", "WATCHDOG_STOP_S", "Claim", "LuaScript", "RedisLock"]
+__all__ = ["CLAIM", "FILL", "WATCHDOG_STOP_S", "Claim", "LuaScript", "RedisClient", "RedisLock"]
+
+# One Redis or a Redis Cluster (routed by slot: every script's keys share one, see cache.py)
+RedisClient = Redis | RedisCluster
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +48,7 @@ class LuaScript:
         self.source = source
         self.sha = hashlib.sha1(source.encode()).hexdigest()
 
-    async def __call__(self, redis: Redis, keys: Sequence[str], args: Sequence[Any]) -> Any:
+    async def __call__(self, redis: RedisClient, keys: Sequence[str], args: Sequence[Any]) -> Any:
         try:
             return await redis.evalsha(self.sha, len(keys), *keys, *args)
         except NoScriptError:
@@ -108,9 +111,11 @@ end
 return {1}
 """)
 
-# KEYS[1] lock key, KEYS[2] value key
-# ARGV[1] token of this acquisition, ARGV[2] value, ARGV[3] value TTL in ms,
-# ARGV[4] channel ('' for none), ARGV[5] message
+# KEYS[1] lock key, KEYS[2] value key, KEYS[3] the item's ready channel (absent: no message)
+# ARGV[1] token of this acquisition, ARGV[2] value, ARGV[3] value TTL in ms, ARGV[4] message,
+# ARGV[5] 'publish', or 'spublish' on a cluster (sharded: only the slot's shard delivers it)
+# (the channel is declared as a key so that a cluster routes the script by all three names,
+#  which share the item's hash tag: one slot, and SPUBLISH's channel must be in it)
 # return  1 if the token held the lock: value written, message published, lock released;
 #         0 if it did not: nothing written or released, the message published all the same
 #         (the value is fresh; the newer holder writes its own)
@@ -119,8 +124,8 @@ local ours = redis.call('get', KEYS[1]) == ARGV[1]
 if ours then
     redis.call('set', KEYS[2], ARGV[2], 'PX', ARGV[3])
 end
-if ARGV[4] ~= '' then
-    redis.call('publish', ARGV[4], ARGV[5])
+if KEYS[3] then
+    redis.call(ARGV[5], KEYS[3], ARGV[4])
 end
 if ours then
     redis.call('del', KEYS[1])
@@ -142,7 +147,7 @@ class Claim(enum.Enum):
 class RedisLock:
     """One acquisition of the lock on ``key``; ``lease_ms`` bounds a dead holder's grip."""
 
-    def __init__(self, redis: Redis, key: str, lease_ms: int) -> None:
+    def __init__(self, redis: RedisClient, key: str, lease_ms: int) -> None:
         self.redis = redis
         self.key = key
         self.lease_ms = lease_ms
@@ -186,17 +191,25 @@ class RedisLock:
         return found, reply[1] if found is Claim.FILLED else None
 
     async def fill(
-        self, key: str, value: str | bytes, ttl_ms: int, channel: str, message: bytes | str
+        self,
+        key: str,
+        value: str | bytes,
+        ttl_ms: int,
+        channel: str,
+        message: bytes | str,
+        publish: str = "publish",
     ) -> bool:
         """Write ``value`` through the fence, publish ``message``, release: one round trip.
 
-        The refresh's last step (``channel`` ``""`` publishes nothing). Returns whether the
+        The refresh's last step (``channel`` ``""`` publishes nothing; ``publish`` is the
+        command, ``"spublish"`` on a cluster). Returns whether the
         lock was still ours; if not, nothing was written or released (:attr:`lost`).
         """
         if self.token is None:
             return False
-        args = (self.token, value, max(1, ttl_ms), channel, message)
-        ok = bool(await FILL(self.redis, (self.key, key), args))
+        keys = (self.key, key, channel) if channel else (self.key, key)
+        args = (self.token, value, max(1, ttl_ms), message, publish)
+        ok = bool(await FILL(self.redis, keys, args))
         self.token = None  # released, or no longer ours: either way nothing left to release
         if not ok:
             self.lost = True

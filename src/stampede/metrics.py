@@ -499,6 +499,12 @@ METRICS: dict[str, Metric] = {
                None, source="runner"),
         Metric("redis_commands_per_request", "Redis commands per request", "commands/request",
                "redis_commands / requests", None, "rate", fmt=".3f", source="runner"),
+        Metric("redis_commands_by_shard", "Redis commands by shard", "commands",
+               "redis_commands of each primary (host:port; one entry for a single Redis)",
+               None, "counts", source="runner"),
+        Metric("hot_shard_command_share", "hot shard's share of Redis commands", "share",
+               "redis_commands of the primary that owns the hot key's slot / redis_commands "
+               "(1 for a single Redis)", None, "share", fmt=".2f", source="runner"),
         Metric("redis_round_trips_per_request", "Redis round trips per request", "trips/request",
                "commands the pods' own client sent (a script is one), per request; NaN for a "
                "peer library, whose client is its own", None, "rate", fmt=".3f", source="runner"),

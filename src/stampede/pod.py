@@ -63,7 +63,7 @@ import redis.exceptions
 from fastapi import Depends, FastAPI, Path, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
-from redis.asyncio import Redis
+from redis.asyncio import Redis, RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from starlette.types import Receive, Scope, Send
@@ -73,6 +73,7 @@ from stampede.cache import CacheStore, ReadyNotifier
 from stampede.config import PodSettings, StrategyConfig, get_settings
 from stampede.envelope import Fetched, json_bytes
 from stampede.errors import (
+    ConfigError,
     CorruptEntry,
     ItemNotFound,
     OriginError,
@@ -82,10 +83,11 @@ from stampede.errors import (
 from stampede.origin import Origin
 from stampede.outcomes import Outcome
 from stampede.source import code_version
-from stampede.strategies import Deps, Strategy, create_strategy
+from stampede.strategies import Deps, Strategy, create_strategy, strategy_class
 
 __all__ = [
     "CountingRedis",
+    "CountingRedisCluster",
     "ItemAnswer",
     "ItemsFastPath",
     "PodState",
@@ -136,6 +138,16 @@ class CountingRedis(Redis):
         return await super().execute_command(*args, **options)  # type: ignore[no-untyped-call]
 
 
+class CountingRedisCluster(RedisCluster):
+    """:class:`CountingRedis` for a Redis Cluster: a command is one round trip to its node."""
+
+    round_trips = 0
+
+    async def execute_command(self, *args: Any, **options: Any) -> Any:
+        self.round_trips += 1
+        return await super().execute_command(*args, **options)
+
+
 class PodState:
     """Everything one pod process holds: connections, the strategy, this run's tallies."""
 
@@ -156,17 +168,20 @@ class PodState:
         self._apply_origin_faults()
         self.strategy: Strategy = self._build_strategy()
 
-    def _new_redis(self) -> CountingRedis:
+    def _new_redis(self) -> CountingRedis | CountingRedisCluster:
         # Fail fast: redis-py's default retries 10 times with backoff, seconds per request
         # while Redis is down. One immediate retry reconnects a pooled connection that a
-        # Redis restart broke; a refused connection on loopback fails at once.
-        client = CountingRedis.from_url(
-            self.settings.redis_url,
-            socket_timeout=2,
-            socket_connect_timeout=1,
-            retry=Retry(NoBackoff(), 1),
+        # Redis restart broke; a refused connection on loopback fails at once. A cluster URL
+        # (auth.cluster_url) gets the cluster client: slot routing, MOVED, a refreshed
+        # topology after a failover.
+        url = auth.client_url(self.settings.redis_url)
+        kind = (
+            CountingRedisCluster if auth.is_cluster_url(self.settings.redis_url) else CountingRedis
         )
-        return cast(CountingRedis, client)
+        client = kind.from_url(
+            url, socket_timeout=2, socket_connect_timeout=1, retry=Retry(NoBackoff(), 1)
+        )
+        return cast(CountingRedis | CountingRedisCluster, client)
 
     def _round_trips(self) -> dict[str, int]:
         """The pod client's Redis round trips this run; none for a library with its own client."""
@@ -218,7 +233,19 @@ class PodState:
 
     def _build_strategy(self) -> Strategy:
         deps = Deps(redis=self.redis, store=CacheStore(self.redis), notifier=self.notifier)
+        self.refuse_on_cluster(self.config)
         return create_strategy(self.config, deps)
+
+    def refuse_on_cluster(self, config: StrategyConfig) -> None:
+        """A peer library's own client is set up for one Redis: refuse it on a cluster."""
+        if (
+            isinstance(self.redis, RedisCluster)
+            and strategy_class(config.strategy).own_redis_client
+        ):
+            raise ConfigError(
+                f"{config.strategy} brings its library's own Redis client, which this lab does "
+                "not point at a Redis Cluster; run it on a single Redis (redis_cluster=0)"
+            )
 
     async def start(self) -> None:
         await self.origin.open()
@@ -233,7 +260,14 @@ class PodState:
         when the run starts. Concurrent ``PING``s make the pool hold that many; a pod that
         cannot reach Redis yet starts anyway (the requests will fail open or 503).
         """
-        pings = [self.redis.ping() for _ in range(WARM_REDIS_CONNECTIONS)]
+        client = self.redis
+        if isinstance(client, RedisCluster):  # one connection per primary and ping
+            pings = [
+                client.ping(target_nodes=RedisCluster.PRIMARIES)
+                for _ in range(WARM_REDIS_CONNECTIONS)
+            ]
+        else:
+            pings = [client.ping() for _ in range(WARM_REDIS_CONNECTIONS)]
         results = await asyncio.gather(*pings, return_exceptions=True)
         if failed := [r for r in results if isinstance(r, BaseException)]:
             log.warning("warming the Redis pool failed: %r", failed[0])
@@ -246,6 +280,7 @@ class PodState:
 
     async def configure(self, config: StrategyConfig) -> None:
         """Swap in a new strategy for the next run; the old one's refreshes are cancelled."""
+        self.refuse_on_cluster(config)  # before anything changes
         await self.strategy.close()
         self.config = config
         self.origin.latency_s = config.origin_latency_ms / 1000
@@ -336,7 +371,10 @@ def create_app(settings: PodSettings | None = None) -> FastAPI:
     @app.post("/admin/config", responses=ADMIN_RESPONSES)
     async def configure(config: StrategyConfig, pod: Pod) -> dict[str, Any]:
         """Put the pod on ``config`` (needs the lab secret, checked by :class:`ItemsFastPath`)."""
-        await pod.configure(config)
+        try:
+            await pod.configure(config)
+        except ConfigError as exc:
+            return JSONResponse({"detail": str(exc)}, 409)  # type: ignore[return-value]
         return {"pod": settings.pod_name, "config": pod.config.model_dump()}
 
     @app.post("/admin/reset", responses=ADMIN_RESPONSES)

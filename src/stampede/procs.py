@@ -30,6 +30,7 @@ __all__ = [
     "check_port",
     "die_with_parent",
     "free_port",
+    "free_ports",
     "pid_alive",
     "port_is_free",
     "same_process",
@@ -69,6 +70,19 @@ def free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
+
+
+def free_ports(count: int) -> list[int]:
+    """``count`` distinct ports that were free a moment ago, all held open while picked.
+
+    Several :func:`free_port` calls before anything binds can hand out the same port twice
+    (a cluster asks for two per node: client and bus); here the kernel cannot.
+    """
+    with contextlib.ExitStack() as stack:
+        socks = [stack.enter_context(socket.socket()) for _ in range(count)]
+        for sock in socks:
+            sock.bind(("127.0.0.1", 0))
+        return [int(sock.getsockname()[1]) for sock in socks]
 
 
 def port_is_free(port: int) -> bool:

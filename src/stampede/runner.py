@@ -35,6 +35,7 @@ import httpx
 import pandas as pd
 
 from stampede import metrics, paths
+from stampede.cache import CacheStore
 from stampede.compose import launcher_name, start_lab
 from stampede.config import Fault, LabConfig, LoadConfig, StrategyConfig, check_schedule, validated
 from stampede.errors import CodeMismatch, ConfigError, LabError, LostRequests, OutcomeMismatch
@@ -59,6 +60,7 @@ __all__ = [
     "RunResult",
     "check_code",
     "compare",
+    "coordination",
     "machine_exclusive",
     "redis_version",
     "run",
@@ -66,7 +68,10 @@ __all__ = [
     "split_params",
 ]
 
-LAB_COMMANDS = frozenset({"info", "hello", "flushall", "select", "auth"})
+LAB_COMMANDS = frozenset({"info", "hello", "flushall", "select", "auth", "command"})
+# connection set-up (CLIENT SETINFO) and, on a cluster, the client's topology look-ups
+# (CLUSTER SLOTS / NODES) and COMMAND's key specs: bookkeeping, not coordination
+LAB_COMMAND_FAMILIES = ("client|", "cluster|", "command|")
 
 _SETTLE_S = 0.5  # after the last response, background refreshes may still be reading
 IN_FLIGHT_WAIT_S = 10.0  # at most this long for origin reads still in flight after that
@@ -225,7 +230,8 @@ def _measure(
     faults: Sequence[Fault] = (),
 ) -> RunResult:
     lab.configure(config)
-    before = lab.commandstats()
+    hot_node = lab.node_of(CacheStore.key(params["hot_item"]))
+    before = lab.commandstats_by_node()
     injector = FaultInjector(lab, faults)
     try:
         with MachineMeter() as machine:
@@ -237,7 +243,7 @@ def _measure(
     time.sleep(_SETTLE_S)
     live = [i for i in range(len(lab.pods)) if i not in lab.dead]  # whose /stats answer
     stats = settled_stats(lab, config)
-    after = lab.commandstats()
+    after = lab.commandstats_by_node()
     reads = pd.DataFrame(
         [(*r, s["pod"]) for s in stats for r in s["reads"]],
         columns=["start", "end", "item", "ok", "pod"],
@@ -267,10 +273,16 @@ def _measure(
             counters[k] = counters.get(k, 0) + v
     injected = bool(faults) or config.origin_error_rate > 0 or config.origin_slow_rate > 0
     summary["unexpected"] = unexpected(records, counters, injected)
-    commands = {k: v - before.get(k, 0) for k, v in after.items() if v - before.get(k, 0) > 0}
-    for name in [c for c in commands if c in LAB_COMMANDS or c.startswith("client|")]:
-        del commands[name]  # the lab's own bookkeeping and connection set-up, not coordination
+    by_node = {node: coordination(before.get(node, {}), stats) for node, stats in after.items()}
+    commands: dict[str, int] = {}
+    for node_commands in by_node.values():
+        for name, calls in node_commands.items():
+            commands[name] = commands.get(name, 0) + calls
     summary["redis_commands"] = sum(commands.values())
+    summary["redis_commands_by_shard"] = {n: sum(c.values()) for n, c in by_node.items()}
+    summary["hot_shard_command_share"] = summary["redis_commands_by_shard"].get(hot_node, 0) / max(
+        1, summary["redis_commands"]
+    )
     summary["redis_commands_per_request"] = summary["redis_commands"] / max(1, len(records))
     trips = counters.get("redis_round_trips")
     summary["redis_round_trips_per_request"] = (
@@ -280,6 +292,17 @@ def _measure(
         summary["send_lag_ms"]["p99"], machine.busy_share, len(machine.cpus)
     )
     return RunResult(config.strategy, params, records, reads, summary, counters, commands)
+
+
+def coordination(before: dict[str, int], after: dict[str, int]) -> dict[str, int]:
+    """One node's commands between two ``INFO commandstats``, the lab's bookkeeping removed."""
+    return {
+        name: calls - before.get(name, 0)
+        for name, calls in after.items()
+        if calls > before.get(name, 0)
+        and name not in LAB_COMMANDS
+        and not name.startswith(LAB_COMMAND_FAMILIES)
+    }
 
 
 def check_code(lab: Lab) -> None:

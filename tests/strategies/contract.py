@@ -47,7 +47,7 @@ class StrategyContract:
     coalesces: ClassVar[bool] = True
     #: the refresher holds a lock in Redis while it reads (any key name)
     redis_lock: ClassVar[bool] = True
-    #: the value is stored as a :class:`~stampede.envelope.Entry` under ``item:{id}``
+    #: the value is stored as a :class:`~stampede.envelope.Entry` under ``CacheStore.key(id)``
     envelope: ClassVar[bool] = True
 
     @pytest.fixture
@@ -137,8 +137,9 @@ class StrategyContract:
         with pytest.raises(ItemNotFound):
             await subject.get(999_999, loader(origin, 999_999))
         # no value and no lock: only the negative entry, for ``negative_ttl_s``
-        assert await redis_client.keys("*") == [b"missing:item:999999"]
-        ttl_ms = await redis_client.pttl("missing:item:999999")
+        missing = CacheStore.missing_key(999_999)
+        assert await redis_client.keys("*") == [missing.encode()]
+        ttl_ms = await redis_client.pttl(missing)
         assert 0 < ttl_ms <= subject.config.negative_ttl_s * 1000
         with pytest.raises(ItemNotFound):  # remembered: the origin is not asked again
             await subject.get(999_999, loader(origin, 999_999))

@@ -6,6 +6,7 @@ import asyncio
 
 from redis.asyncio import Redis
 
+from stampede.cache import CacheStore
 from stampede.envelope import Entry
 from stampede.origin import Origin
 from tests.helpers import MakeStrategy
@@ -35,7 +36,7 @@ async def test_naive_lets_the_herd_through(make_strategy: MakeStrategy, origin: 
 async def soft_lifetimes(strategy_name: str, make: MakeStrategy, origin: Origin, redis: Redis):
     strategy = make(strategy_name, ttl_s=5.0)
     await asyncio.gather(*(strategy.get(i, loader(origin, i)) for i in range(1, 31)))
-    raws = await redis.mget([f"item:{i}" for i in range(1, 31)])
+    raws = await redis.mget([CacheStore.key(i) for i in range(1, 31)])
     return [round(e.soft_expiry - e.created_at, 6) for e in map(Entry.loads, raws)]
 
 

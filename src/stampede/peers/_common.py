@@ -20,6 +20,8 @@ from redis.asyncio import Redis
 from stampede import auth
 from stampede.config import StrategyConfig
 from stampede.envelope import Fetched, json_bytes
+from stampede.errors import ConfigError
+from stampede.lock import RedisClient
 from stampede.outcomes import Outcome
 from stampede.strategies.base import Deps, Loader, Strategy
 
@@ -31,6 +33,7 @@ __all__ = [
     "Peer",
     "Traced",
     "fetch_through",
+    "redis_kwargs",
     "redis_url",
 ]
 
@@ -38,9 +41,20 @@ Fetch = Callable[[int, "Traced"], Awaitable[dict[str, Any]]]
 Close = Callable[[], Awaitable[Any]]
 
 
-def redis_url(redis: Redis) -> str:
+def redis_kwargs(redis: RedisClient) -> dict[str, Any]:
+    """Where the pod's single Redis is (host, port, db, password), for a library's own client.
+
+    A Redis Cluster is refused: the libraries' clients are set up here for one server (the
+    pod refuses a peer on a cluster before it gets this far).
+    """
+    if not isinstance(redis, Redis):
+        raise ConfigError("a peer's own Redis client is set up for one Redis, not a cluster")
+    return dict(redis.connection_pool.connection_kwargs)
+
+
+def redis_url(redis: RedisClient) -> str:
     """The URL of the Redis the pod talks to, with its password, for a library's own client."""
-    kwargs = redis.connection_pool.connection_kwargs
+    kwargs = redis_kwargs(redis)
     host = kwargs.get("host", "127.0.0.1")
     port = kwargs.get("port", 6379)
     db = kwargs.get("db", 0)

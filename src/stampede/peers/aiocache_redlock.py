@@ -19,7 +19,14 @@ from __future__ import annotations
 from typing import Any
 
 from stampede.config import StrategyConfig
-from stampede.peers._common import Close, DecoratedPeer, Fetch, Traced, fetch_through
+from stampede.peers._common import (
+    Close,
+    DecoratedPeer,
+    Fetch,
+    Traced,
+    fetch_through,
+    redis_kwargs,
+)
 from stampede.registry import register
 
 __all__ = ["AiocacheRedLock"]
@@ -51,7 +58,7 @@ class AiocacheRedLock(DecoratedPeer):
         """Created on the first request, in the pod's own process and event loop."""
         from aiocache import Cache, cached_stampede  # late: the pod imports only what it runs
 
-        kwargs = self.deps.redis.connection_pool.connection_kwargs
+        kwargs = redis_kwargs(self.deps.redis)
         decorator = cached_stampede(
             ttl=self.config.ttl_s,
             key_builder=_key,

@@ -25,6 +25,7 @@ import pandas as pd
 
 from stampede.config import LoadConfig, StrategyConfig, check_schedule, validated
 from stampede.errors import ConfigError
+from stampede.lab import SINGLE_NODE
 from stampede.load import RECORD_FIELDS, poisson_schedule
 from stampede.metrics import RunShape, summarize, unexpected
 from stampede.runner import RunResult, split_params
@@ -198,6 +199,8 @@ def _result(
     summary = summarize(records, frame, RunShape.of(params), sent=len(records))
     summary["redis_commands"] = counts["trips"]
     summary["redis_commands_per_request"] = counts["trips"] / max(1, len(records))
+    summary["redis_commands_by_shard"] = {SINGLE_NODE: counts["trips"]}  # one modelled Redis
+    summary["hot_shard_command_share"] = 1.0
     summary["redis_round_trips_per_request"] = counts["trips"] / max(1, len(records))
     summary["machine"] = {
         "machine_bound": False,

@@ -15,7 +15,7 @@ local_lock, single_flight (poll or notify) and swr. Redis: keys are spread over 
 single-threaded servers (``item % shards``); each shard's load is its commands a second times
 ``Timing.redis_service_s``, so a utilisation of 1 or more is one saturated core. With
 ``wait="notify"`` every refresh publishes one message that Redis delivers to every subscribed
-pod (the lab's one ``stampede:ready`` channel): ``pods`` deliveries on the key's shard.
+pod (each pod subscribes to every item's ready channel): ``pods`` deliveries on the key's shard.
 
 Not modelled here: latency percentiles (the per-key engine has them), xfetch and the other
 early-refresh strategies (their decision is per request: use :func:`~stampede.sim.simulate`),

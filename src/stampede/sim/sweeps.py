@@ -100,7 +100,7 @@ def redis_cost_sweep(
 
     Per expiry about λL requests wait. Polling costs each about (L/2) / poll + 1 GET-and-claim
     pairs; a notification costs two trips per waiter and one delivery per pod (every pod
-    subscribes to the one ready channel). ``shard_utilisation`` is the shard's commands a
+    subscribes to every ready channel). ``shard_utilisation`` is the shard's commands a
     second, hits and deliveries included, times Redis' service time: 1 is one core.
     """
     rows = []

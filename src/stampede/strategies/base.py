@@ -17,12 +17,11 @@ from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from redis.asyncio import Redis
-
 from stampede.cache import CacheStore, ReadyNotifier, jittered_ttl
 from stampede.config import StrategyConfig
 from stampede.envelope import Entry, Fetched
 from stampede.errors import ItemNotFound, RememberedMissing
+from stampede.lock import RedisClient
 
 __all__ = ["Deps", "Loader", "Strategy"]
 
@@ -35,7 +34,7 @@ Loader = Callable[[], Awaitable[bytes]]  # the item's JSON, from the origin
 class Deps:
     """What a strategy may touch: injected, so tests control the clock and the randomness."""
 
-    redis: Redis
+    redis: RedisClient
     store: CacheStore
     notifier: ReadyNotifier | None = None
     clock: Callable[[], float] = time.time  # epoch: entries' times are shared by every pod

@@ -58,7 +58,7 @@ class SingleFlight(Strategy):
         deadline = self.deps.monotonic() + self.config.wait_timeout_s
         waited = False
         while True:
-            waiter = self._register(item)
+            waiter = await self._register(item)
             try:
                 lock = self.store.lock(item, self.config.lease_ms)
                 claimed = await self.store.claim(item, lock)
@@ -144,11 +144,18 @@ class SingleFlight(Strategy):
             with contextlib.suppress(RedisError):
                 await self.store.announce(item, entry)
 
-    def _register(self, item: int) -> Waiter | None:
+    async def _register(self, item: int) -> Waiter | None:
+        """Register for ``item``'s ready message, subscribed before the caller's claim."""
         notifier = self.deps.notifier
         if self.config.wait != "notify" or notifier is None:
             return None
-        return notifier.register(item)
+        waiter = notifier.register(item)
+        try:
+            await notifier.watch(item)
+        except BaseException:
+            notifier.unregister(item, waiter)
+            raise
+        return waiter
 
     def _unregister(self, item: int, waiter: Waiter | None) -> None:
         if waiter is not None and self.deps.notifier is not None:
