@@ -131,9 +131,8 @@ def left_over(before: dict[str, set[str]]) -> dict[str, set[str]]:
     return {kind: ids - before[kind] for kind, ids in now.items() if ids - before[kind]}
 
 
-def assert_naive_lesson(result: RunResult) -> None:
-    """Chapter 1's claims: a needle of hot-key origin reads in every TTL window."""
-    s = result.summary
+def assert_naive_lesson(s: dict[str, Any]) -> None:
+    """Chapter 1's claims on a run's summary: a needle of hot-key origin reads in every window."""
     reads = s["hot_reads_per_window"]
     assert len(reads) >= 3, f"only {len(reads)} complete hot-key windows"
     assert min(reads) >= 20, f"expected >= 20 hot-key origin reads in every window, got {reads}"
@@ -141,15 +140,15 @@ def assert_naive_lesson(result: RunResult) -> None:
     assert s["lost"] == 0 and s["requests"] > 0.9 * LOAD["rate"] * LOAD["duration_s"]
 
 
-def assert_single_flight_lesson(result: RunResult) -> None:
+def assert_single_flight_lesson(s: dict[str, Any]) -> None:
     """Chapter 2's claim: exactly one hot-key origin read per TTL window, across all pods."""
-    s = result.summary
     reads = s["hot_reads_per_window"]
     fail_open = s["outcomes"].get("fail_open", 0)
     assert len(reads) >= 3 and all(n == 1 for n in reads), (
         f"expected 1 hot-key read per window, got {reads} ({fail_open} fail_open)"
     )
     assert s["outcomes"]["wait_hit"] > 0 and s["lost"] == 0
+    assert s["requests"] > 0.9 * LOAD["rate"] * LOAD["duration_s"]
 
 
 def test_compose_runs_teach_the_lesson_and_leave_nothing(images: dict[str, str]) -> None:
@@ -160,10 +159,10 @@ def test_compose_runs_teach_the_lesson_and_leave_nothing(images: dict[str, str])
     assert left_over(before) == {}
     for result in (naive, single_flight):
         assert sorted(result.reads["pod"].unique()) == ["pod-1", "pod-2", "pod-3"]
-    assert_naive_lesson(naive)
-    assert_single_flight_lesson(single_flight)
-    print("compose naive:", json.dumps(_headline(naive)))
-    print("compose single_flight:", json.dumps(_headline(single_flight)))
+    assert_naive_lesson(naive.summary)
+    assert_single_flight_lesson(single_flight.summary)
+    print("compose naive:", json.dumps(_headline(naive.summary)))
+    print("compose single_flight:", json.dumps(_headline(single_flight.summary)))
 
 
 def test_a_failed_run_leaves_nothing(
@@ -180,33 +179,58 @@ def test_a_failed_run_leaves_nothing(
     assert left_over(before) == {}
 
 
-def test_ctrl_c_leaves_nothing(images: dict[str, str]) -> None:
-    """SIGINT to ``stampede run`` while the load runs: exit 130, and the project is gone."""
+@pytest.mark.parametrize("break_it", ["ctrl_c", "kill_pod"])
+def test_an_interrupted_or_broken_run_leaves_nothing(images: dict[str, str], break_it: str) -> None:
+    """``stampede run --lab compose`` while the load runs: SIGINT (a terminal's Ctrl-C) exits
+    130; a pod container killed (``docker kill``) ends the run with one line naming the error.
+    Either way the project is gone afterwards."""
     before = snapshot()
-    project = f"stampede-interrupt-{os.getpid()}"
+    project = f"stampede-{break_it.replace('_', '-')}-{os.getpid()}"
     child = subprocess.Popen(
         [sys.executable, "-m", "stampede", "run", "--lab", "compose", "--strategy", "naive",
-         "--duration", "60", "--fresh", "--json"],
+         "--duration", "60" if break_it == "ctrl_c" else "20", "--fresh", "--json"],
         env={**os.environ, "STAMPEDE_COMPOSE_PROJECT": project},
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         # a terminal's default: under a background job SIGINT is ignored, and so is Ctrl-C
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )  # fmt: skip
     try:
-        _await_load(project, child)
-        child.send_signal(signal.SIGINT)
-        _, err = child.communicate(timeout=180)
+        pod_1 = _await_load(project, child)
+        if break_it == "ctrl_c":
+            child.send_signal(signal.SIGINT)
+        else:
+            docker("kill", pod_1)
+        out, err = child.communicate(timeout=180)
     finally:
         if child.poll() is None:
             child.kill()
             child.communicate()
-    assert child.returncode == 130, err
-    assert "interrupted" in err
+    if break_it == "ctrl_c":
+        assert child.returncode == 130, err
+        assert "interrupted" in err
+    else:
+        print(f"a pod killed mid-run: exit {child.returncode}, {err.strip().splitlines()[-1:]}")
+        assert child.returncode == 1, (out[-2000:], err[-4000:])
+        assert err.strip().splitlines()[-1].startswith("stampede: "), err[-4000:]
     assert left_over(before) == {}
 
 
-def _await_load(project: str, child: subprocess.Popen[str]) -> None:
-    """Until pod-1 of ``project`` has read the origin: the run's load is on."""
+def test_a_bad_parameter_starts_nothing(images: dict[str, str]) -> None:
+    """A parameter the compose lab cannot take is refused with one line before anything starts."""
+    before = snapshot()
+    for wrong in (["--pods", "4"], ["--ttl-s", "-1"], ["--strategy", "no_such_strategy"]):
+        done = subprocess.run(
+            [sys.executable, "-m", "stampede", "run", "--lab", "compose", "--duration", "20",
+             "--fresh", "--json", *wrong],
+            capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        assert done.returncode == 2, (wrong, done.stderr)
+        assert done.stderr.startswith("stampede: ") and not done.stdout, (wrong, done.stderr)
+    assert left_over(before) == {}
+
+
+def _await_load(project: str, child: subprocess.Popen[str]) -> str:
+    """Until pod-1 of ``project`` has read the origin (the run's load is on); its container."""
     deadline = time.monotonic() + 600  # includes the (cached) build
     while time.monotonic() < deadline:
         assert child.poll() is None, child.communicate()
@@ -216,7 +240,7 @@ def _await_load(project: str, child: subprocess.Popen[str]) -> None:
             port = docker("port", ids[0], "8000", check=False).split(":")[-1].strip()
             try:
                 if port and httpx.get(f"http://127.0.0.1:{port}/stats", timeout=2).json()["reads"]:
-                    return
+                    return ids[0]
             except (httpx.HTTPError, ValueError, KeyError):
                 pass
         time.sleep(0.5)
@@ -256,14 +280,13 @@ def test_swarm_stack_with_three_replicas(swarm: None) -> None:
     for result in (naive, single_flight):  # the generator's round robin reached every task
         served = result.reads.groupby("pod").size()
         assert sorted(served.index) == ["pod-1", "pod-2", "pod-3"], served
-    assert_naive_lesson(naive)
-    assert_single_flight_lesson(single_flight)
-    print("swarm naive:", json.dumps(_headline(naive)))
-    print("swarm single_flight:", json.dumps(_headline(single_flight)))
+    assert_naive_lesson(naive.summary)
+    assert_single_flight_lesson(single_flight.summary)
+    print("swarm naive:", json.dumps(_headline(naive.summary)))
+    print("swarm single_flight:", json.dumps(_headline(single_flight.summary)))
 
 
-def _headline(result: RunResult) -> dict[str, Any]:
-    s = result.summary
+def _headline(s: dict[str, Any]) -> dict[str, Any]:
     keys = ["requests", "origin_reads", "hot_reads_per_window", "max_origin_per_s_steady",
             "hit_rate", "reads_over_bound"]  # fmt: skip
     out = {k: s[k] for k in keys}

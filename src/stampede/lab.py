@@ -122,6 +122,8 @@ def pod_env(
 class Lab:
     """Pods and Redis of one lab, started here or reached by URL."""
 
+    kind = "embedded"  # which launcher's lab; part of a run's cache key (stampede.compose)
+
     def __init__(
         self,
         pods: Sequence[str],
@@ -168,8 +170,9 @@ class Lab:
         for port, what in [(redis_port, "redis")] + [(p, "pod") for p in pod_ports or ()]:
             if port is not None:
                 procs.check_port(port, what)
-        redis_port = redis_port or procs.free_port()
-        ports = list(pod_ports or [procs.free_port() for _ in range(lab.pods)])
+        picked = iter(procs.free_ports(int(not redis_port) + (0 if pod_ports else lab.pods)))
+        redis_port = redis_port or next(picked)
+        ports = list(pod_ports or picked)
         temporary_logs = log_dir is None
         log_dir = log_dir or Path(tempfile.mkdtemp(prefix="stampede-lab-"))
         origin = ensure_origin(paths.origin_path(), lab.origin_items)

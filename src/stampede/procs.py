@@ -30,6 +30,7 @@ __all__ = [
     "check_port",
     "die_with_parent",
     "free_port",
+    "free_ports",
     "pid_alive",
     "port_is_free",
     "same_process",
@@ -69,6 +70,19 @@ def free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
+
+
+def free_ports(count: int) -> list[int]:
+    """``count`` distinct ports that were free a moment ago on 127.0.0.1.
+
+    The sockets stay bound until all are picked: :func:`free_port` called in a row can be given
+    the port it just released again (measured: two pods of one compose project on one port).
+    """
+    with contextlib.ExitStack() as stack:
+        socks = [stack.enter_context(socket.socket()) for _ in range(count)]
+        for sock in socks:
+            sock.bind(("127.0.0.1", 0))
+        return [int(sock.getsockname()[1]) for sock in socks]
 
 
 def port_is_free(port: int) -> bool:
