@@ -5,10 +5,14 @@ debootstrap when they are missing (``scripts/ensure-docker.sh``) and sets
 ``STAMPEDE_DOCKER_TEST=1``. The module starts ``dockerd`` itself when no engine answers (and
 stops exactly that process after), makes the stand-in base images offline
 (``scripts/make-standin-images.sh``), and then drives everything through the package's own
-launchers: ``run(..., lab="compose")`` and ``run(..., lab="swarm")``. Each run must teach the
-chapters' lesson (chapters 1 and 2 assert the same numbers) and leave nothing of the lab behind:
-no container, network or volume that was not there before, after a good run, a failed run and
-a Ctrl-C.
+launchers: ``run(..., lab="compose")`` and ``run(..., lab="swarm")``, ``stampede lab up
+--compose --jupyter`` / ``lab down``, and the notebook cell ``stampede.run("single_flight",
+lab="compose", duration_s=20)`` through a Jupyter server's API, in the compose JupyterLab service
+and in ``make lab`` on the host (the helpers of ``tests/test_make_lab.py``, in
+``tests/helpers.py``). Each run must teach the chapters' lesson (chapters 1 and 2 assert the
+same numbers) and leave nothing of the lab behind: no container, network or volume that was not
+there before, after a good run, a failed run, a killed pod, bad parameters and a Ctrl-C. Each
+run's headline numbers are printed (``-rP``) for the README and the notes.
 
 Where no engine can run (not root and no engine, no ``dockerd`` installed), the module is
 skipped with that reason.
@@ -33,6 +37,7 @@ import pytest
 from stampede import runner
 from stampede.compose import SwarmLab
 from stampede.runner import RunResult, run
+from tests.helpers import make_lab, run_cell, wait_for
 
 ROOT = Path(__file__).resolve().parents[1]
 # Chapter 1 and 2's reader load, on a 20 s run: 4 TTL windows, the last one incomplete.
@@ -245,6 +250,78 @@ def _await_load(project: str, child: subprocess.Popen[str]) -> str:
                 pass
         time.sleep(0.5)
     raise AssertionError(f"{project}: the load never started")
+
+
+# The issue's notebook cell, as a reader types it; the test reads the summary it prints.
+CELL = """\
+import stampede
+result = stampede.run("single_flight", lab="compose", duration_s=20)
+print(json.dumps({"summary": result.summary, "params": result.params,
+                  "pods": sorted(result.reads["pod"].unique())}))
+"""
+CELL_TIMEOUT_S = 420.0  # on the host the cell starts (and builds, cached) a project of its own
+
+
+def run_the_cell(base: str, token: str) -> dict[str, Any]:
+    answer: dict[str, Any] = json.loads(
+        run_cell(base, token, CELL, CELL_TIMEOUT_S).splitlines()[-1]
+    )
+    assert answer["pods"] == ["pod-1", "pod-2", "pod-3"], answer["pods"]
+    assert {k: answer["params"][k] for k in LOAD} == LOAD  # the defaults are the chapters' load
+    return answer["summary"]
+
+
+def stampede_cli(
+    *args: str, env: dict[str, str], timeout_s: float
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "stampede", *args], env=env, capture_output=True, text=True,
+        timeout=timeout_s, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+
+
+def test_lab_up_compose_jupyter_runs_the_cell_in_the_container(
+    images: dict[str, str], tmp_path: Path
+) -> None:
+    """``stampede lab up --compose --jupyter``, the cell in that JupyterLab, ``lab down``.
+
+    The notebook runs on the compose network: ``lab="compose"`` there drives the stack it is
+    part of (``STAMPEDE_COMPOSE_ATTACHED``), its load generator reaching the pods by name.
+    """
+    before = snapshot()
+    env = {**os.environ, "STAMPEDE_STATE_DIR": str(tmp_path / "state")}
+    up = stampede_cli("lab", "up", "--compose", "--jupyter", "--json", env=env, timeout_s=1500)
+    try:
+        assert up.returncode == 0, up.stderr[-4000:]
+        info = json.loads(up.stdout)
+        status = stampede_cli("lab", "status", "--json", env=env, timeout_s=120)
+        assert status.returncode == 0 and json.loads(status.stdout)["healthy"] == [True] * 3
+        url = httpx.URL(info["jupyter"])
+        assert url.host == "127.0.0.1" and url.path == "/lab"
+        base, token = f"http://127.0.0.1:{url.port}", url.params["token"]
+        assert httpx.get(f"{base}/api/kernels", timeout=10).status_code == 403  # token needed
+        summary = run_the_cell(base, token)
+    finally:
+        down = stampede_cli("lab", "down", env=env, timeout_s=300)
+    assert down.returncode == 0 and f"took {info['project']} down" in down.stdout, down
+    assert left_over(before) == {}
+    assert not (tmp_path / "state" / "lab-up.json").exists()
+    assert_single_flight_lesson(summary)
+    print("compose JupyterLab service, single_flight:", json.dumps(_headline(summary)))
+
+
+def test_the_cell_in_jupyterlab_on_the_host(
+    images: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``make lab`` on the host; the cell starts a compose project, runs, and removes it."""
+    monkeypatch.setenv("STAMPEDE_FRESH", "1")  # the first test's run has the same cache key
+    before = snapshot()
+    with make_lab(tmp_path) as lab:
+        wait_for("JupyterLab", lab.jupyter_up, 150, lab.log)
+        summary = run_the_cell(lab.base, lab.token)
+        assert left_over(before) == {}  # while JupyterLab still runs: the run took it down
+    assert_single_flight_lesson(summary)
+    print("compose from JupyterLab on the host, single_flight:", json.dumps(_headline(summary)))
 
 
 def test_swarm_refuses_without_a_swarm(images: dict[str, str]) -> None:
