@@ -216,7 +216,7 @@ def test_an_interrupted_or_broken_run_leaves_nothing(images: dict[str, str], bre
     else:
         print(f"a pod killed mid-run: exit {child.returncode}, {err.strip().splitlines()[-1:]}")
         assert child.returncode == 1, (out[-2000:], err[-4000:])
-        assert err.strip().splitlines()[-1].startswith("stampede: "), err[-4000:]
+        assert err.strip().splitlines()[-1].startswith("stampede: pod http://127.0.0.1:"), err
     assert left_over(before) == {}
 
 

@@ -23,7 +23,7 @@ import stampede
 import stampede.lab
 from stampede import auth, procs
 from stampede.config import LabConfig, StrategyConfig
-from stampede.errors import PortInUse, ProcessFailed, RedisNotFound
+from stampede.errors import LabError, PortInUse, ProcessFailed, RedisNotFound
 from stampede.lab import Lab
 from tests.helpers import child_pids
 
@@ -128,6 +128,16 @@ def test_the_ports_a_lab_picks_are_distinct() -> None:
     """``free_port()`` twice in a row can return one port twice (2 of 2000 sets of 4, measured;
     a compose project then failed with "port is already allocated"); ``free_ports`` cannot."""
     assert all(len(set(procs.free_ports(4))) == 4 for _ in range(2000))
+
+
+def test_a_pod_that_stopped_answering_is_named_not_a_traceback() -> None:
+    """A pod container killed by hand mid-run (not through ``kill_pod``): one clear error."""
+    gone = f"http://127.0.0.1:{procs.free_port()}"  # nothing listens there
+    lab = Lab.attach([gone], "redis://127.0.0.1:1/0")
+    with pytest.raises(LabError, match=rf"pod {gone} did not answer /stats"):
+        lab.stats()
+    lab.dead.add(0)  # killed by kill_pod: skipped, its log died with it
+    assert lab.stats() == []
 
 
 def test_a_taken_redis_port_is_refused_before_starting(

@@ -293,13 +293,22 @@ class Lab:
     def stats(self) -> list[dict[str, Any]]:
         """Each live pod's origin log and outcome counters for the current run.
 
-        A pod killed by :meth:`kill_pod` is skipped: its log died with it.
+        A pod killed by :meth:`kill_pod` is skipped: its log died with it. One that stopped
+        answering otherwise (a container killed by hand mid-run) is a :class:`LabError` that
+        names it: the run cannot be measured, and says so in one line, not a traceback.
         """
-        return [
-            self._http.get(f"{url}/stats").json()
-            for i, url in enumerate(self.pods)
-            if i not in self.dead
-        ]
+        stats = []
+        for i, url in enumerate(self.pods):
+            if i in self.dead:
+                continue
+            try:
+                stats.append(self._http.get(f"{url}/stats").json())
+            except (httpx.HTTPError, ValueError) as exc:
+                raise LabError(
+                    f"pod {url} did not answer /stats ({exc}): it stopped during the run, so "
+                    "the run cannot be counted; start it again (compose: a fresh run does)"
+                ) from None
+        return stats
 
     def health(self) -> list[bool]:
         healthy = []
