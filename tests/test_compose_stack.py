@@ -22,10 +22,12 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -121,13 +123,20 @@ def images(engine: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[d
 SWARM_NETWORKS = {"docker_gwbridge", "ingress"}
 
 
+# The launcher's log directory of a project: the generated names and this module's own.
+LOG_DIR = re.compile(r"stampede-([0-9a-f]{8}|ctrl-c-\d+|kill-pod-\d+)-")
+
+
 def snapshot() -> dict[str, set[str]]:
-    """Every container, network and volume the engine has (networks by name)."""
+    """Every container, network and volume the engine has (networks by name), and the compose
+    launcher's log directories in the temporary directory."""
     networks = set(docker("network", "ls", "--format", "{{.Name}}").split())
+    logs = {p.name for p in Path(tempfile.gettempdir()).iterdir() if LOG_DIR.match(p.name)}
     return {
         "containers": set(docker("ps", "-aq", "--no-trunc").split()),
         "networks": networks - SWARM_NETWORKS,
         "volumes": set(docker("volume", "ls", "-q").split()),
+        "log dirs": logs,
     }
 
 
@@ -327,8 +336,10 @@ def test_the_cell_in_jupyterlab_on_the_host(
 def test_swarm_refuses_without_a_swarm(images: dict[str, str]) -> None:
     if docker("info", "--format", "{{.Swarm.LocalNodeState}}").strip() == "active":
         pytest.skip("this engine is in a swarm already")
+    before = snapshot()
     with pytest.raises(Exception, match="not in a swarm"):
         SwarmLab.up()
+    assert left_over(before) == {}
 
 
 @pytest.fixture(scope="module")

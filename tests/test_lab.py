@@ -347,16 +347,21 @@ def foreign_http() -> Iterator[int]:
 
 
 def hand_out(monkeypatch: pytest.MonkeyPatch, *ports: int) -> None:
-    """``free_port()`` returns these ports first: the race, with the foreign side winning."""
+    """``free_ports()`` returns these ports first: the race, with the foreign side winning."""
     queue = list(ports)
-    real = procs.free_port
-    monkeypatch.setattr(procs, "free_port", lambda: queue.pop(0) if queue else real())
+    real = procs.free_ports
+
+    def picked(count: int) -> list[int]:
+        given = [queue.pop(0) for _ in range(min(count, len(queue)))]
+        return given + real(count - len(given))
+
+    monkeypatch.setattr(procs, "free_ports", picked)
 
 
 def test_a_foreign_http_listener_on_a_pods_port_is_port_in_use(
     foreign_http: int, monkeypatch: pytest.MonkeyPatch, no_new_children: None
 ) -> None:
-    """It took the port between free_port() and the pod's start, and answers /health 200."""
+    """It took the port between free_ports() and the pod's start, and answers /health 200."""
     hand_out(monkeypatch, procs.free_port(), foreign_http)  # Redis's port, then the pod's
     with pytest.raises(PortInUse, match=rf"127.0.0.1:{foreign_http} is answered by another"):
         Lab.embedded(LabConfig(pods=1))

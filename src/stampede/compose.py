@@ -302,7 +302,11 @@ class ComposeLab(Lab):
         command = compose_command() if cls.kind == "compose" else ["docker"]
         env, ports = cls._environment(lab, config, project)
         log_dir = Path(tempfile.mkdtemp(prefix=f"{env['STAMPEDE_COMPOSE_PROJECT']}-"))
-        instance = cls._started(command, env, ports, log_dir, jupyter)
+        try:
+            instance = cls._started(command, env, ports, log_dir, jupyter)
+        except BaseException:  # refused before there was a lab to stop (e.g. not in a swarm)
+            shutil.rmtree(log_dir, ignore_errors=True)
+            raise
         instance.config = config
         return instance
 
@@ -472,14 +476,17 @@ class ComposeLab(Lab):
         keep = {k: v for k, v in self.env.items() if k.startswith(("STAMPEDE_", "JUPYTER_"))}
         keep |= {k: self.env[k] for k in ("PYTHON_IMAGE", "REDIS_IMAGE") if k in self.env}
         return {"pods": self.pods, "redis": self.redis_url, "pids": [], "kind": self.kind,
-                "project": self.project, "command": self.command, "env": keep}  # fmt: skip
+                "project": self.project, "command": self.command, "env": keep,
+                "log_dir": str(self.log_dir) if self.log_dir else None}  # fmt: skip
 
     @classmethod
     def from_state(cls, state: Mapping[str, Any]) -> ComposeLab:
         """The lab ``stampede lab up --compose`` (or ``--swarm``) recorded in its state file."""
         lab_class = SwarmLab if state.get("kind") == "swarm" else ComposeLab
+        logs = Path(state["log_dir"]) if state.get("log_dir") else None  # `lab down` removes it
         return lab_class(state["pods"], state["redis"], project=state["project"],
-                         command=state["command"], env={**os.environ, **state["env"]})  # fmt: skip
+                         command=state["command"], env={**os.environ, **state["env"]},
+                         log_dir=logs)  # fmt: skip
 
 
 # ---- the Swarm stack ---------------------------------------------------------------------
