@@ -169,13 +169,18 @@ def test_each_pod_runs_with_the_compose_command_and_environment(
     assert not [p for _, p, _ in started if p.alive()]
 
 
-def test_run_attaches_to_a_lab_named_in_the_environment(
-    lab: Lab, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def name_in_the_environment(lab: Lab, data: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """What ``make lab`` exports and the ``jupyter`` service sets: the lab, its secret."""
     monkeypatch.setenv("STAMPEDE_POD_URLS", ",".join(lab.pods))
     monkeypatch.setenv("STAMPEDE_REDIS_URL", lab.redis_url)
     monkeypatch.setenv("STAMPEDE_LAB_SECRET", lab.secret or "")
-    monkeypatch.setenv("STAMPEDE_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("STAMPEDE_DATA_DIR", str(data))
+
+
+def test_run_attaches_to_a_lab_named_in_the_environment(
+    lab: Lab, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    name_in_the_environment(lab, tmp_path, monkeypatch)
 
     def no_embedded(*args: Any, **kwargs: Any) -> Lab:
         raise AssertionError("run() started a lab instead of attaching")
@@ -201,10 +206,7 @@ def test_a_notebook_in_the_jupyter_service_runs_on_its_own_stack(
     assert env["STAMPEDE_COMPOSE_ATTACHED"] == "1"
     assert {"STAMPEDE_POD_URLS", "STAMPEDE_REDIS_URL", "STAMPEDE_LAB_SECRET"} <= set(env)
     monkeypatch.setenv("STAMPEDE_COMPOSE_ATTACHED", "1")
-    monkeypatch.setenv("STAMPEDE_POD_URLS", ",".join(lab.pods))
-    monkeypatch.setenv("STAMPEDE_REDIS_URL", lab.redis_url)
-    monkeypatch.setenv("STAMPEDE_LAB_SECRET", lab.secret or "")
-    monkeypatch.setenv("STAMPEDE_DATA_DIR", str(tmp_path))
+    name_in_the_environment(lab, tmp_path, monkeypatch)
 
     def refused(*args: Any, **kwargs: Any) -> Any:
         raise AssertionError("not inside the jupyter service")
