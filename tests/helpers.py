@@ -3,15 +3,25 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import os
+import signal
+import socket
+import subprocess
 import time
-from collections.abc import Awaitable, Callable
+import uuid
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
+import pytest
+import websocket
 from redis.asyncio import Redis, RedisCluster
 
-from stampede import auth
+from stampede import auth, procs
 from stampede.lab import Lab
 from stampede.lock import RedisClient
 from stampede.strategies import Strategy
@@ -120,3 +130,145 @@ def cache_client(url: str) -> RedisClient:
     if auth.is_cluster_url(url):
         return WholeCluster.from_url(auth.client_url(url))
     return Redis.from_url(url)
+
+
+# ---- JupyterLab driven through its server API: test_make_lab.py, test_compose_stack.py -----
+ROOT = Path(__file__).resolve().parent.parent
+MAKE_LAB_STOP_S = 60.0
+
+
+def wait_for(what: str, ready: Callable[[], bool], timeout_s: float, log: Path) -> None:
+    """Poll ``ready`` until it holds; fail after ``timeout_s`` with the end of ``log``."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        with contextlib.suppress(httpx.HTTPError, OSError, KeyError, ValueError):
+            if ready():
+                return
+        time.sleep(0.5)
+    pytest.fail(f"{what} did not answer within {timeout_s:.0f} s; its output:\n{tail(log)}")
+
+
+def tail(log: Path, chars: int = 4000) -> str:
+    return log.read_text(errors="replace")[-chars:] if log.exists() else "(no output)"
+
+
+def listening(port: int) -> bool:
+    with socket.socket() as s:
+        s.settimeout(0.5)
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def jupyter_answers(base: str, token: str) -> bool:
+    """Whether the Jupyter server at ``base`` answers its API with ``token``."""
+    return httpx.get(f"{base}/api/status", params={"token": token}, timeout=2).status_code == 200
+
+
+def run_cell(base: str, token: str, code: str, timeout_s: float = 60.0) -> str:
+    """Start a kernel, run ``code`` over its websocket, return what it printed to stdout.
+
+    The kernel is shut down afterwards. A cell that raises fails the test with its traceback;
+    what it wrote to stderr (progress bars) is left out, so the last line is the cell's own.
+    """
+    http = httpx.Client(base_url=base, headers={"Authorization": f"token {token}"}, timeout=30)
+    kernel = http.post("/api/kernels", json={"name": "python3"}).raise_for_status().json()
+    ws_url = base.replace("http://", "ws://") + f"/api/kernels/{kernel['id']}/channels"
+    ws = websocket.create_connection(
+        ws_url, header=[f"Authorization: token {token}"], timeout=timeout_s
+    )
+    try:
+        msg_id = uuid.uuid4().hex
+        ws.send(json.dumps({
+            "header": {"msg_id": msg_id, "msg_type": "execute_request", "username": "test",
+                       "session": uuid.uuid4().hex, "version": "5.3"},
+            "parent_header": {}, "metadata": {}, "channel": "shell", "buffers": [],
+            "content": {"code": "import json\n" + code, "silent": False, "store_history": False,
+                        "user_expressions": {}, "allow_stdin": False, "stop_on_error": True},
+        }))  # fmt: skip
+        out: list[str] = []
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            msg: dict[str, Any] = json.loads(ws.recv())
+            if msg.get("parent_header", {}).get("msg_id") != msg_id:
+                continue
+            kind, content = msg["msg_type"], msg["content"]
+            if kind == "stream" and content["name"] == "stdout":
+                out.append(content["text"])
+            elif kind == "error":
+                pytest.fail("the cell failed: " + "\n".join(content["traceback"]))
+            elif kind == "status" and content["execution_state"] == "idle":
+                return "".join(out)
+        pytest.fail(f"the cell did not finish within {timeout_s:.0f} s")
+    finally:
+        ws.close()
+        with contextlib.suppress(httpx.HTTPError):
+            http.delete(f"/api/kernels/{kernel['id']}")
+        http.close()
+
+
+@dataclass
+class MakeLab:
+    """A running ``make lab``: its process group, JupyterLab's port and token, its state."""
+
+    process: subprocess.Popen[bytes]
+    port: int
+    token: str
+    state_dir: Path
+    log: Path
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def jupyter_up(self) -> bool:
+        """For :func:`wait_for`: JupyterLab answers (and ``make lab`` has not exited)."""
+        if self.process.poll() is not None:
+            pytest.fail(f"make lab exited with {self.process.returncode}:\n{tail(self.log)}")
+        return jupyter_answers(self.base, self.token)
+
+
+@contextlib.contextmanager
+def make_lab(tmp_path: Path) -> Iterator[MakeLab]:
+    """``make lab`` headless, as a student runs it, in its own process group; stopped after.
+
+    ``LAB_ARGS``: no browser, a free port, a token (``--allow-root`` comes from the Makefile
+    when the user is root). The lab's state goes to a temporary ``STAMPEDE_STATE_DIR``, so a
+    lab the developer has up is not touched. On the way out, if the test has not stopped it
+    with its own Ctrl-C, SIGINT (then SIGKILL) to the group, and the background lab by PID.
+    """
+    port, token = procs.free_port(), uuid.uuid4().hex
+    state_dir, log = tmp_path / "state", tmp_path / "make-lab.log"
+    env = {
+        **os.environ,
+        "STAMPEDE_STATE_DIR": str(state_dir),
+        "JUPYTER_RUNTIME_DIR": str(tmp_path / "runtime"),
+        "LAB_ARGS": (
+            f"--no-browser --ServerApp.ip=127.0.0.1 --ServerApp.port={port} "
+            f"--ServerApp.port_retries=0 --IdentityProvider.token={token}"
+        ),
+    }
+    env.pop("STAMPEDE_POD_URLS", None)
+    env.pop("STAMPEDE_REDIS_URL", None)
+    env.pop("STAMPEDE_LAB_SECRET", None)  # it must come from make lab's export
+    # -o: the virtualenv running this test is the one make would (re)build; do not rebuild it.
+    cmd = ["make", "--no-print-directory", "-o", ".venv/.installed", "lab"]
+    with log.open("wb") as out:
+        make = subprocess.Popen(
+            cmd, cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=out,
+            start_new_session=True,  # its own process group, which Ctrl-C signals as a whole
+        )  # fmt: skip
+    try:
+        yield MakeLab(make, port, token, state_dir, log)
+    finally:
+        if make.poll() is None:  # the test failed before its own Ctrl-C: clean up by force
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(make.pid, signal.SIGINT)
+            try:
+                make.wait(timeout=MAKE_LAB_STOP_S)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(make.pid, signal.SIGKILL)
+                make.wait(timeout=10)
+        state = state_dir / "lab-up.json"
+        if state.exists():  # make lab's trap did not run: stop the background lab by PID
+            for pid in json.loads(state.read_text()).get("pids", []):
+                procs.stop_pid(pid)

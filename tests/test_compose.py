@@ -19,8 +19,10 @@ import httpx
 import pytest
 import yaml
 
-from stampede import paths, procs, run
+from stampede import paths, procs, run, runner
+from stampede.compose import ComposeLab, attached_lab
 from stampede.config import PodSettings
+from stampede.errors import ConfigError
 from stampede.lab import Lab, pod_command
 from stampede.origin import ensure_origin
 
@@ -167,13 +169,18 @@ def test_each_pod_runs_with_the_compose_command_and_environment(
     assert not [p for _, p, _ in started if p.alive()]
 
 
-def test_run_attaches_to_a_lab_named_in_the_environment(
-    lab: Lab, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def name_in_the_environment(lab: Lab, data: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """What ``make lab`` exports and the ``jupyter`` service sets: the lab, its secret."""
     monkeypatch.setenv("STAMPEDE_POD_URLS", ",".join(lab.pods))
     monkeypatch.setenv("STAMPEDE_REDIS_URL", lab.redis_url)
     monkeypatch.setenv("STAMPEDE_LAB_SECRET", lab.secret or "")
-    monkeypatch.setenv("STAMPEDE_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("STAMPEDE_DATA_DIR", str(data))
+
+
+def test_run_attaches_to_a_lab_named_in_the_environment(
+    lab: Lab, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    name_in_the_environment(lab, tmp_path, monkeypatch)
 
     def no_embedded(*args: Any, **kwargs: Any) -> Lab:
         raise AssertionError("run() started a lab instead of attaching")
@@ -184,6 +191,40 @@ def test_run_attaches_to_a_lab_named_in_the_environment(
     assert result.summary["lost"] == 0 and result.summary["requests"] > 0
     assert sum(len(s["reads"]) for s in lab.stats()) == result.summary["origin_reads"]
     assert list((tmp_path / "runs").glob("*.json.gz")), "the run was cached under STAMPEDE_DATA_DIR"
+
+
+def test_a_notebook_in_the_jupyter_service_runs_on_its_own_stack(
+    lab: Lab, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The ``jupyter`` service's environment: ``run(..., lab="compose")`` uses its neighbours.
+
+    It starts no project (no engine in the container), asks no ``redis-server`` binary for the
+    run key's version (the public Python image has none: the stand-in has, so the stack test
+    could not tell), and the run is keyed as a compose lab's.
+    """
+    env = compose()["services"]["jupyter"]["environment"]
+    assert env["STAMPEDE_COMPOSE_ATTACHED"] == "1"
+    assert {"STAMPEDE_POD_URLS", "STAMPEDE_REDIS_URL", "STAMPEDE_LAB_SECRET"} <= set(env)
+    monkeypatch.setenv("STAMPEDE_COMPOSE_ATTACHED", "1")
+    name_in_the_environment(lab, tmp_path, monkeypatch)
+
+    def refused(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("not inside the jupyter service")
+
+    monkeypatch.setattr(ComposeLab, "up", refused)
+    monkeypatch.setattr(runner, "find_redis_server", refused)
+    neighbours = attached_lab("compose")
+    assert neighbours is not None and neighbours.kind == "compose"
+    assert neighbours.pods == lab.pods and attached_lab(None) is not None
+    assert attached_lab("swarm") is None and attached_lab("embedded") is None
+    result = run("naive", lab="compose", duration_s=3, rate=20, clients=4, progress=False)
+    assert result.summary["lost"] == 0 and result.summary["requests"] > 0
+    assert sum(len(s["reads"]) for s in lab.stats()) == result.summary["origin_reads"]
+    # the same run without lab= is the same cached run: both are the compose lab's
+    again = run("naive", duration_s=3, rate=20, clients=4, progress=False)
+    assert again.records.equals(result.records)
+    with pytest.raises(ConfigError, match="3 pods"):  # refused before the run lock's queue
+        run("naive", lab="compose", pods=4, duration_s=3, progress=False)
 
 
 def test_swarm_stack_structure() -> None:

@@ -49,7 +49,9 @@ __all__ = [
     "LAUNCHERS",
     "ComposeLab",
     "SwarmLab",
+    "attached_lab",
     "check_engine",
+    "check_shape",
     "compose_command",
     "launcher_name",
     "start_lab",
@@ -75,16 +77,42 @@ def launcher_name(lab: str | None) -> str:
     return name
 
 
+def attached_lab(lab: str | None) -> Lab | None:
+    """The running lab a run uses instead of starting one, or ``None`` (start one).
+
+    In the compose JupyterLab service (``STAMPEDE_COMPOSE_ATTACHED=1``) a run without a lab or
+    with ``lab="compose"`` uses the notebook's own stack, its neighbours on the compose network:
+    starting another would need an engine inside the container. Its kind is ``"compose"``, and
+    its Redis answers directly, so the run key's Redis version comes from that Redis, not from a
+    ``redis-server`` binary the public Python image does not have. Elsewhere, a run without a
+    lab attaches to the one ``STAMPEDE_POD_URLS`` names (``make lab``; an embedded lab). An
+    explicit ``lab="compose"`` or ``"swarm"`` on the host always starts its own.
+    """
+    if os.environ.get("STAMPEDE_COMPOSE_ATTACHED") == "1" and lab in (None, "compose"):
+        neighbours = Lab.from_env()
+        neighbours.kind = "compose"
+        return neighbours
+    if lab is None and os.environ.get("STAMPEDE_POD_URLS"):
+        return Lab.from_env()
+    return None
+
+
+def check_shape(name: str | None, lab: LabConfig) -> None:
+    """Refuse (:class:`ConfigError`) what the named launcher cannot run, before any wait.
+
+    ``run()`` calls it before it queues for the run lock: a bad parameter is one line at once,
+    not one line after another run has finished.
+    """
+    name = launcher_name(name)
+    if name != "embedded":
+        (ComposeLab if name == "compose" else SwarmLab)._check_shape(lab)
+
+
 def start_lab(name: str | None, lab: LabConfig, config: StrategyConfig) -> Lab:
     """The lab a run starts for itself and stops after it (:func:`launcher_name` picks)."""
     name = launcher_name(name)
     if name == "embedded":
         return Lab.embedded(lab, config=config)
-    if os.environ.get("STAMPEDE_COMPOSE_ATTACHED") == "1":
-        # a notebook in the compose JupyterLab service: the pods are its neighbours
-        attached = Lab.from_env()
-        _authorize(attached, os.environ.get("STAMPEDE_LAB_SECRET", ""))
-        return attached
     if name == "compose":
         return ComposeLab.up(lab, config=config)
     return SwarmLab.up(lab, config=config)
@@ -274,7 +302,11 @@ class ComposeLab(Lab):
         command = compose_command() if cls.kind == "compose" else ["docker"]
         env, ports = cls._environment(lab, config, project)
         log_dir = Path(tempfile.mkdtemp(prefix=f"{env['STAMPEDE_COMPOSE_PROJECT']}-"))
-        instance = cls._started(command, env, ports, log_dir, jupyter)
+        try:
+            instance = cls._started(command, env, ports, log_dir, jupyter)
+        except BaseException:  # refused before there was a lab to stop (e.g. not in a swarm)
+            shutil.rmtree(log_dir, ignore_errors=True)
+            raise
         instance.config = config
         return instance
 
@@ -303,7 +335,7 @@ class ComposeLab(Lab):
         origin = ensure_origin(paths.origin_path(), lab.origin_items)
         name = project or os.environ.get("STAMPEDE_COMPOSE_PROJECT")
         name = name or f"stampede-{secrets.token_hex(4)}"
-        ports = [0, *(procs.free_port() for _ in range(3 + 1))]  # (unused), three pods, jupyter
+        ports = [0, *procs.free_ports(3 + 1)]  # (unused), three pods, jupyter
         env = {
             **os.environ,
             "STAMPEDE_COMPOSE_PROJECT": name,
@@ -449,14 +481,17 @@ class ComposeLab(Lab):
         keep = {k: v for k, v in self.env.items() if k.startswith(("STAMPEDE_", "JUPYTER_"))}
         keep |= {k: self.env[k] for k in ("PYTHON_IMAGE", "REDIS_IMAGE") if k in self.env}
         return {"pods": self.pods, "redis": self.redis_url, "pids": [], "kind": self.kind,
-                "project": self.project, "command": self.command, "env": keep}  # fmt: skip
+                "project": self.project, "command": self.command, "env": keep,
+                "log_dir": str(self.log_dir) if self.log_dir else None}  # fmt: skip
 
     @classmethod
     def from_state(cls, state: Mapping[str, Any]) -> ComposeLab:
         """The lab ``stampede lab up --compose`` (or ``--swarm``) recorded in its state file."""
         lab_class = SwarmLab if state.get("kind") == "swarm" else ComposeLab
+        logs = Path(state["log_dir"]) if state.get("log_dir") else None  # `lab down` removes it
         return lab_class(state["pods"], state["redis"], project=state["project"],
-                         command=state["command"], env={**os.environ, **state["env"]})  # fmt: skip
+                         command=state["command"], env={**os.environ, **state["env"]},
+                         log_dir=logs)  # fmt: skip
 
 
 # ---- the Swarm stack ---------------------------------------------------------------------

@@ -153,6 +153,8 @@ def pod_env(
 class Lab:
     """Pods and Redis of one lab, started here or reached by URL."""
 
+    kind = "embedded"  # which launcher's lab; part of a run's cache key (stampede.compose)
+
     def __init__(
         self,
         pods: Sequence[str],
@@ -200,12 +202,16 @@ class Lab:
         for port, what in [(redis_port, "redis")] + [(p, "pod") for p in pod_ports or ()]:
             if port is not None:
                 procs.check_port(port, what)
-        redis_port = redis_port or procs.free_port()
-        ports = list(pod_ports or [procs.free_port() for _ in range(lab.pods)])
         nodes = lab.redis_cluster * (1 + lab.redis_replicas)  # 0: one plain redis-server
-        # the other nodes' client and bus ports, distinct from each other and from the above
-        taken = {redis_port, *ports}
-        spare = [p for p in procs.free_ports(2 * nodes + len(taken)) if p not in taken]
+        # Every port this lab picks, in one call, so no two are the same (free_port() in a row
+        # can hand out one port twice) and none is a port the caller gave: a cluster takes a
+        # client and a bus port per node, the first client port being redis_port.
+        given = {p for p in (redis_port, *(pod_ports or ())) if p}
+        wanted = int(not redis_port) + (0 if pod_ports else lab.pods) + max(0, 2 * nodes - 1)
+        picked = iter([p for p in procs.free_ports(wanted + len(given)) if p not in given])
+        redis_port = redis_port or next(picked)
+        ports = list(pod_ports or [next(picked) for _ in range(lab.pods)])
+        spare = list(picked)
         temporary_logs = log_dir is None
         log_dir = log_dir or Path(tempfile.mkdtemp(prefix="stampede-lab-"))
         origin = ensure_origin(paths.origin_path(), lab.origin_items)
@@ -338,13 +344,22 @@ class Lab:
     def stats(self) -> list[dict[str, Any]]:
         """Each live pod's origin log and outcome counters for the current run.
 
-        A pod killed by :meth:`kill_pod` is skipped: its log died with it.
+        A pod killed by :meth:`kill_pod` is skipped: its log died with it. One that stopped
+        answering otherwise (a container killed by hand mid-run) is a :class:`LabError` that
+        names it: the run cannot be measured, and says so in one line, not a traceback.
         """
-        return [
-            self._http.get(f"{url}/stats").json()
-            for i, url in enumerate(self.pods)
-            if i not in self.dead
-        ]
+        stats = []
+        for i, url in enumerate(self.pods):
+            if i in self.dead:
+                continue
+            try:
+                stats.append(self._http.get(f"{url}/stats").json())
+            except (httpx.HTTPError, ValueError) as exc:
+                raise LabError(
+                    f"pod {url} did not answer /stats ({exc}): it stopped during the run, so "
+                    "the run cannot be counted; start it again (compose: a fresh run does)"
+                ) from None
+        return stats
 
     def health(self) -> list[bool]:
         healthy = []

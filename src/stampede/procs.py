@@ -73,10 +73,11 @@ def free_port() -> int:
 
 
 def free_ports(count: int) -> list[int]:
-    """``count`` distinct ports that were free a moment ago, all held open while picked.
+    """``count`` distinct ports that were free a moment ago on 127.0.0.1.
 
-    Several :func:`free_port` calls before anything binds can hand out the same port twice
-    (a cluster asks for two per node: client and bus); here the kernel cannot.
+    The sockets stay bound until all are picked: :func:`free_port` called in a row can be given
+    the port it just released again (measured: two pods of one compose project on one port; a
+    cluster asks for two per node, client and bus).
     """
     with contextlib.ExitStack() as stack:
         socks = [stack.enter_context(socket.socket()) for _ in range(count)]

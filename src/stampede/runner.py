@@ -36,7 +36,7 @@ import pandas as pd
 
 from stampede import metrics, paths
 from stampede.cache import CacheStore
-from stampede.compose import launcher_name, start_lab
+from stampede.compose import attached_lab, check_shape, launcher_name, start_lab
 from stampede.config import Fault, LabConfig, LoadConfig, StrategyConfig, check_schedule, validated
 from stampede.errors import CodeMismatch, ConfigError, LabError, LostRequests, OutcomeMismatch
 from stampede.fault_report import fault_report
@@ -161,16 +161,17 @@ def run(
         return simulate(strategy, **params)
     config, load, lab_config = split_params({"strategy": strategy, **params})
     launcher = None if isinstance(lab, Lab) else launcher_name(lab)  # a bad name fails here
+    if launcher is not None:
+        check_shape(launcher, lab_config)  # pods=4 on compose fails here, not after a wait
     check_schedule(lab_config.faults, load.duration_s)
     all_params = {**config.model_dump(), **load.model_dump(), **lab_config.model_dump()}
     fresh = fresh if fresh is not None else os.environ.get("STAMPEDE_FRESH") == "1"
-    if lab is None and os.environ.get("STAMPEDE_POD_URLS"):
-        lab = Lab.from_env()  # `make lab`, compose: attach to the running lab
-    if lab_config.faults and isinstance(lab, Lab) and not lab.processes:
+    # `make lab` (STAMPEDE_POD_URLS), a notebook in the compose JupyterLab service
+    attached = lab if isinstance(lab, Lab) else attached_lab(lab)
+    if lab_config.faults and attached is not None and not attached.processes:
         raise ConfigError("faults need an embedded lab (PIDs to signal); this one is attached")
-    attached = lab if isinstance(lab, Lab) else None
     # which kind of lab measured it: an attached plain lab (`make lab`) is an embedded one
-    kind = getattr(attached, "kind", "embedded") if attached else launcher
+    kind = attached.kind if attached else launcher
     key = _cache_key({**all_params, "lab": kind}, code_version(), redis_version(attached))
     cache_file = paths.runs_dir() / f"{key}.json.gz"
     if not fresh and cache_file.exists():
