@@ -1,7 +1,7 @@
 """A chapter's checks fail when its lesson does, and only then: run on the simulator, in seconds.
 
-Each test executes a chapter's own code cells, from its ``parameters`` cell through its
-``## Checks`` section (the same text ``make notebooks`` executes), with every ``stampede.run``
+Each test executes a chapter's own code cells, from its ``parameters`` cell through its checks
+and its exercises' solutions (the text ``make notebooks`` executes), with every ``stampede.run``
 sent to the simulator (``backend="sim"``, :mod:`stampede.sim`): the same summaries, from the
 strategies' own decision code, without a lab. So the checks are the notebook's, the summaries
 are real ones (not hand-made numbers), and the parameter sets are the ones the issue names.
@@ -49,13 +49,11 @@ LESSONS = {
 }
 
 
-def lesson_cells(chapter: str) -> tuple[str, list[str]]:
-    """The chapter's parameters cell and its code cells up to its exercises."""
+def chapter_cells(chapter: str) -> tuple[str, list[str]]:
+    """The chapter's parameters cell and every code cell after it, exercises included."""
     notebook = nbformat.read(CHAPTERS / f"{chapter}.ipynb", as_version=4)
     parameters, cells = None, []
     for cell in notebook.cells:
-        if cell.cell_type == "markdown" and cell.source.lstrip().startswith("## Exercises"):
-            break
         if cell.cell_type != "code":
             continue
         if "parameters" in cell.metadata.get("tags", []):
@@ -70,7 +68,7 @@ def execute(chapter: str, overrides: dict[str, Any], monkeypatch: pytest.MonkeyP
     """Run the chapter's cells as papermill would (overrides after the parameters cell)."""
     monkeypatch.setenv("STAMPEDE_DURATION_S", "60")
     monkeypatch.setattr(stampede, "run", functools.partial(stampede.run, backend="sim"))
-    parameters, cells = lesson_cells(chapter)
+    parameters, cells = chapter_cells(chapter)
     namespace: dict[str, Any] = {}
     exec(parameters, namespace)
     missing = set(overrides) - set(namespace)
@@ -93,7 +91,7 @@ def test_the_main_check_fails_with_the_strategy_swapped_for_naive(
     chapter: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     strategy, claim = LESSONS[chapter]
-    assert lesson_cells(chapter)[0].count(f'strategy = "{strategy}"') == 1
+    assert chapter_cells(chapter)[0].count(f'strategy = "{strategy}"') == 1
     with pytest.raises(AssertionError, match=claim) as failed:
         execute(chapter, {**OFF_DEFAULTS[1], "strategy": "naive"}, monkeypatch)
     assert "measured:" in str(failed.value) and "threshold:" in str(failed.value)
