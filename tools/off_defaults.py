@@ -200,7 +200,7 @@ def main(argv: list[str] | None = None) -> int:
                 notebook, parameters, out,
                 where_present=args.where_present, expect_fail=args.expect_fail,
             )  # fmt: skip
-            rows[row.chapter] = row
+            rows = {**load_rows(results), row.chapter: row}  # another call may have written
             results.write_text(
                 json.dumps({k: asdict(v) for k, v in sorted(rows.items())}, indent=1)
             )

@@ -48,6 +48,7 @@ __all__ = [
     "naive_reads_per_window",
     "per_process_lock_reads_per_window",
     "periodic_reads_per_window",
+    "poll_extra_commands_per_request",
     "single_flight_hot_p99_ms",
     "xfetch_attempts_per_refresh",
     "xfetch_extra_reads",
@@ -214,6 +215,25 @@ def naive_hit_rate_floor(
         margin * naive_reads_per_window(rate, hot_share, origin_latency_ms) / window_s
     )
     return hot_share - hot_misses_per_s / rate
+
+
+def poll_extra_commands_per_request(
+    waiters: int, refreshes: int, requests: int, origin_latency_ms: float, poll_ms: float
+) -> float:
+    """Redis commands per request that single-flight's polling costs over its notification.
+
+    A waiter arrives somewhere in a read of ``L`` and polls every ``poll_ms``: about
+    ``p = L / (2 poll) + 1/2`` ``GET``s, and after each that misses it claims the lock again
+    (an ``EVALSHA`` and the ``SET`` it runs): ``p + 2 (p - 1)`` commands. A notified waiter
+    sends none of them, but notification costs one ``PUBLISH`` per refresh of any key, waited
+    for or not. So polling costs more only while its waiters outnumber the refreshes enough:
+    ``(waiters * (3p - 2) - refreshes) / requests``, negative for a quiet key.
+    """
+    _positive(origin_latency_ms=origin_latency_ms, poll_ms=poll_ms)
+    if requests < 1:
+        raise ConfigError(f"requests={requests!r}: must be at least 1")
+    polls = origin_latency_ms / (2 * poll_ms) + 0.5
+    return (waiters * (3 * polls - 2) - refreshes) / requests
 
 
 def single_flight_hot_p99_ms(ttl_s: float, origin_latency_ms: float) -> float:
