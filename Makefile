@@ -7,12 +7,14 @@ VENV     := .venv
 BIN      := $(VENV)/bin
 STAMP    := $(VENV)/.installed
 DURATION ?=
+SET      ?= pods=6 origin_latency_ms=100 rate=200
+ONLY     ?=
 LAB_ARGS ?=
 CHAPTERS := $(sort $(wildcard chapters/[0-9]*.ipynb))
 SITE     := book/_build/site
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: help setup system system-browser test lint unit notebooks browser figures html book lab clean docker-test
+.PHONY: help setup system system-browser test lint unit notebooks browser figures html book lab clean docker-test off-defaults
 
 help:  ## this list
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -57,6 +59,10 @@ test: lint unit $(if $(CHAPTERS),notebooks)  ## the whole suite: lint, pytest, n
 
 figures: setup  ## run every chapter with papermill; charts to book/figures/<chapter>/
 	$(BIN)/python tools/figures.py $(if $(DURATION),--duration $(DURATION)) $(CHAPTERS)
+
+off-defaults: setup  ## papermill chapters away from their defaults (SET="pods=6 rate=200", ONLY, DURATION); not in make test
+	$(BIN)/python tools/off_defaults.py $(foreach s,$(SET),--set $(s)) \
+	    $(if $(DURATION),--duration $(DURATION)) $(or $(ONLY),$(CHAPTERS))
 
 html: figures  ## build the HTML book from the executed chapters
 	$(BIN)/jupyter-book build $(SITE) --toc $(abspath $(SITE))/book/_toc.yml \

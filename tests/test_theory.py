@@ -114,3 +114,31 @@ def test_a_closed_loop_caps_the_herd_at_the_clients() -> None:
     assert theory.closed_loop_reads_per_window(100, 0.95, 200, clients=50) == pytest.approx(20)
     with pytest.raises(ConfigError, match="clients=0"):
         theory.closed_loop_rate(0, 130, 1)
+
+
+def test_the_think_time_that_matches_an_open_loop_rate() -> None:
+    # the chapters' defaults: 50 clients at 380 req/s with 1.5 ms answers think 130 ms
+    assert round(theory.closed_loop_think_ms(50, 380, 1.5)) == 130
+    think = theory.closed_loop_think_ms(50, 200, 1.5)
+    assert theory.closed_loop_rate(50, think, 1.5) == pytest.approx(200)
+    with pytest.raises(ConfigError, match="cannot send"):
+        theory.closed_loop_think_ms(5, 10_000, 1.5)
+
+
+def test_xfetch_s_extra_reads_over_swr_follow_its_head_start() -> None:
+    # a minute at the defaults (200 ms, 361 hot requests/s): about 2.5 more; at 100 ms and
+    # 190/s the head start is a third as long and so is the excess
+    assert theory.xfetch_extra_reads(60, 5, 0.2, 1.0, 361) == pytest.approx(2.51, abs=0.01)
+    assert theory.xfetch_extra_reads(60, 5, 0.1, 1.0, 190) == pytest.approx(0.82, abs=0.01)
+    assert theory.xfetch_extra_reads(60, 5, 0.2, 0.0, 361) == pytest.approx(0)  # beta 0: none
+
+
+def test_polling_costs_its_waiters_polls_less_notification_s_publishes() -> None:
+    # chapter 2 at pods=6, 100 ms, 200 req/s, 30 s (measured on the lab: +0.0082): 102 waiters
+    # of 1.5 GETs and 0.5 re-claims each, 213 refreshes announced, 5989 requests
+    assert theory.poll_extra_commands_per_request(102, 213, 5989, 100, 50) == pytest.approx(
+        (102 * 2.5 - 213) / 5989
+    )
+    assert theory.poll_extra_commands_per_request(0, 10, 100, 200, 50) < 0  # nobody waits
+    with pytest.raises(ConfigError, match="requests=0"):
+        theory.poll_extra_commands_per_request(1, 1, 0, 200, 50)

@@ -70,9 +70,21 @@ def stage_site(site: Path = SITE) -> None:
     )
 
 
-def execute(notebook: Path, output: Path, duration: float | None) -> None:
-    """Run one chapter with papermill; the executed copy goes to ``output``."""
-    parameters = {} if duration is None else {"duration_s": float(duration)}
+def execute(
+    notebook: Path,
+    output: Path,
+    duration: float | None,
+    parameters: dict[str, Any] | None = None,
+) -> None:
+    """Run one chapter with papermill; the executed copy goes to ``output``.
+
+    ``parameters`` are injected after the chapter's ``parameters`` cell (papermill's rule);
+    ``duration`` is ``duration_s`` among them. ``tools/off_defaults.py`` runs chapters away
+    from their defaults through here.
+    """
+    parameters = dict(parameters or {})
+    if duration is not None:
+        parameters["duration_s"] = float(duration)
     pm.execute_notebook(
         str(notebook),
         str(output),
