@@ -57,6 +57,7 @@ from stampede.origin import ensure_origin
 
 __all__ = [
     "CLUSTER_NODE_TIMEOUT_MS",
+    "REDIS_PLACES_ENV",
     "SINGLE_NODE",
     "Lab",
     "find_redis_server",

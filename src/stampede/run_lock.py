@@ -48,6 +48,7 @@ from stampede.errors import ConfigError, RunLockTimeout
 
 __all__ = [
     "DEFAULT_TIMEOUT_S",
+    "FILE_NAME",
     "POLL_S",
     "START_STOP_S",
     "Holder",
