@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 from pathlib import Path
 
@@ -97,3 +98,23 @@ def test_every_chapter_has_objectives_timing_and_three_exercises() -> None:
         source = "".join(params["source"])
         for name in ("pods", "origin_latency_ms"):
             assert f"\n{name} = " in source, f"{path.name}: {name} not in the parameters cell"
+
+
+def test_the_readmes_docker_section_is_what_the_docker_test_runs() -> None:
+    """Every test of ``make docker-test`` is named in README's "What the test runs", and every
+    test named there exists: the list a reader trusts cannot drift from the module."""
+    import ast
+
+    module = ROOT / "tests" / "test_compose_stack.py"
+    tests = {
+        node.name
+        for node in ast.parse(module.read_text(encoding="utf-8")).body
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)
+        and node.name.startswith("test_")
+    }
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = readme.split("**What the test runs**", 1)[1].split("\n\n", 2)[1]
+    named = set(re.findall(r"`(test_\w+)`", section))
+    assert tests, "no test found in tests/test_compose_stack.py"
+    assert tests - named == set(), f"README's docker section leaves out {sorted(tests - named)}"
+    assert named - tests == set(), f"README's docker section names no such test: {named - tests}"
