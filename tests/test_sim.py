@@ -122,6 +122,9 @@ def test_single_flight_notify_costs_two_trips_per_waiter_and_a_message_per_pod()
     assert set(run.per_expiry.tolist()) == {1}
     assert run.trace.trips == o["hit"] + 3 * o["miss"] + 2 * o["wait_hit"]
     assert run.trace.messages == 7 * o["miss"]
+    # INFO commandstats also counts the commands inside the scripts: a miss's CLAIM runs SET NX,
+    # GET, EXISTS and its FILL GET, SET, PUBLISH, DEL; a waiter's refused CLAIM runs SET NX
+    assert run.trace.inner == 7 * o["miss"] + 1 * o["wait_hit"]
 
 
 def test_single_flight_poll_trips_per_waiter_follow_the_poll_interval() -> None:
@@ -140,6 +143,10 @@ def test_single_flight_poll_trips_per_waiter_follow_the_poll_interval() -> None:
     o = run.outcomes()
     waiter_trips = (run.trace.trips - o["hit"] - 3 * o["miss"]) / o["wait_hit"]
     assert waiter_trips == pytest.approx(2 * 2.5 + 1, rel=0.03)
+    # inside the scripts: the miss's CLAIM 3 and FILL 3 (no PUBLISH when polling); one SET NX
+    # per refused CLAIM, and a waiter claims after its first GET and after every missed poll
+    waiter_inner = (run.trace.inner - 6 * o["miss"]) / o["wait_hit"]
+    assert waiter_inner == pytest.approx(2.5, rel=0.03)
 
 
 # ---- the models call the package's own decisions -------------------------------------------

@@ -123,6 +123,10 @@ class KeyTrace:
     episodes: list[int] = field(default_factory=list)  # origin reads per refresh episode
     episode_starts: list[float] = field(default_factory=list)
     trips: int = 0  # Redis round trips of the pods' client
+    # Commands a script ran inside it, which INFO commandstats counts beside the script's own
+    # EVALSHA (so commands = trips + inner). Modelled for single_flight's CLAIM and FILL only;
+    # the other models' scripts count as one command each.
+    inner: int = 0
     messages: int = 0  # pub/sub deliveries (one per subscribed pod per message)
     early_attempts: int = 0
     head_starts: list[float] = field(default_factory=list)  # soft expiry - first early refresh
@@ -353,6 +357,7 @@ class _Walk:
         if self.lock_until - rtt <= a < self.lock_until:  # the claim finds the fill: a hit
             tr.outcome[i], tr.latency_s[i] = HIT, base + 2 * rtt
             tr.trips += 2
+            tr.inner += _CLAIM_FOUND
             return i + 1
         if self.lock_until > a:  # a background refresh holds the lock: everyone waits
             visible = self.lock_until
@@ -366,6 +371,7 @@ class _Walk:
             self.lock_until, self.refreshing_pod = visible, int(pod[i])
             tr.outcome[i], tr.latency_s[i] = MISS, base + 3 * rtt + delta
             tr.trips += 3
+            tr.inner += _CLAIM_TAKEN + (_FILL_NOTIFY if cfg.wait == "notify" else _FILL_POLL)
             if cfg.wait == "notify":
                 tr.messages += self.pods
             lo = i + 1
@@ -376,17 +382,27 @@ class _Walk:
                 ranks = _rank_within(pod[lo:hi])
                 done = visible + rtt / 2 + (ranks + 1) * self.tm.pod_wake_s
                 trips = np.full(len(w), 2)
+                inner = np.full(len(w), _CLAIM_REFUSED)  # the one claim that found the lock
             else:
                 poll, first = cfg.poll_ms / 1000, w + 2 * rtt + cfg.poll_ms / 1000
                 k = 1 + np.maximum(0, np.ceil((visible - first) / (poll + 2 * rtt))).astype(int)
                 done = first + (k - 1) * (poll + 2 * rtt) + rtt
                 trips = 2 * k + 1
+                inner = _CLAIM_REFUSED * k  # a claim after the first GET and after each miss
             latency = base + done - w
             timed_out = latency > cfg.wait_timeout_s + base
             tr.outcome[lo:hi] = np.where(timed_out, ERROR, WAIT_HIT)
             tr.latency_s[lo:hi] = np.minimum(latency, cfg.wait_timeout_s + base)
             tr.trips += int(trips.sum())
+            tr.inner += int(inner.sum())
         return max(hi, i + 1)
+
+
+# Commands inside stampede.lock's scripts beyond the EVALSHA itself (INFO commandstats counts
+# both): CLAIM refused = SET NX; CLAIM taken = SET NX, GET, EXISTS; CLAIM that finds the value
+# = SET NX, GET, DEL; FILL = GET, SET, DEL, and PUBLISH when waiters are notified.
+_CLAIM_REFUSED, _CLAIM_TAKEN, _CLAIM_FOUND = 1, 3, 3
+_FILL_POLL, _FILL_NOTIFY = 3, 4
 
 
 def _rank_within(pods: Array) -> Array:
