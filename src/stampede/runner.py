@@ -25,6 +25,7 @@ import os
 import re
 import subprocess
 import time
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cached_property, lru_cache
@@ -274,11 +275,8 @@ def _measure(
             counters[k] = counters.get(k, 0) + v
     injected = bool(faults) or config.origin_error_rate > 0 or config.origin_slow_rate > 0
     summary["unexpected"] = unexpected(records, counters, injected)
-    by_node = {node: coordination(before.get(node, {}), stats) for node, stats in after.items()}
-    commands: dict[str, int] = {}
-    for node_commands in by_node.values():
-        for name, calls in node_commands.items():
-            commands[name] = commands.get(name, 0) + calls
+    by_node = {node: coordination(before.get(node, {}), now) for node, now in after.items()}
+    commands = dict(sum(map(Counter, by_node.values()), Counter()))
     summary["redis_commands"] = sum(commands.values())
     summary["redis_commands_by_shard"] = {n: sum(c.values()) for n, c in by_node.items()}
     summary["hot_shard_command_share"] = summary["redis_commands_by_shard"].get(hot_node, 0) / max(
