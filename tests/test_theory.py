@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 
 import stampede.theory as theory
@@ -90,6 +91,37 @@ def test_jitter_spreads_a_cohort_over_ttl_times_spread() -> None:
     assert theory.jitter_peak_ratio(5.0, 0.0) == 1.0
     with pytest.raises(ConfigError, match="spread=-1"):
         theory.jitter_peak_ratio(5.0, -1)
+
+
+def test_the_first_hill_after_a_bulk_warm_is_a_compound_poisson() -> None:
+    mean, sd = theory.jitter_hill(100, 380, 5.0, 1.0, 200)
+    # 20 expiries a second, each 1 + Poisson(3.8 x 0.2) reads
+    assert mean == pytest.approx(20 * 1.76)
+    assert sd == pytest.approx(math.sqrt(20 * (0.76 + 1.76**2)))
+    rng = np.random.default_rng(0)  # the same sum drawn: expiries, then each one's reads
+    expiries = rng.poisson(20, 20_000)
+    reads = np.array([n + rng.poisson(0.76 * n) for n in expiries])
+    assert reads.mean() == pytest.approx(mean, rel=0.02)
+    assert reads.std() == pytest.approx(sd, rel=0.03)
+    # a spread under one second: the whole cohort in one bucket
+    assert theory.jitter_hill(100, 380, 5.0, 0.1, 200)[0] == pytest.approx(176)
+    with pytest.raises(ConfigError, match=r"spread=-0\.5"):
+        theory.jitter_hill(100, 380, 5.0, -0.5, 200)
+    with pytest.raises(ConfigError, match="items"):
+        theory.jitter_hill(0, 380, 5.0, 1.0, 200)
+
+
+def test_seconds_above_a_line_follow_the_hill_against_the_line() -> None:
+    args = (100, 380, 5.0, 1.0, 200, 60)
+    at_defaults = theory.jitter_seconds_above(50, *args)
+    assert 0.05 < at_defaults < 0.5  # 50 is 1.7 sd above a 35-read mean: a rare burst
+    assert theory.jitter_seconds_above(30, *args) > 2 > at_defaults  # under the mean: most
+    assert theory.jitter_seconds_above(200, *args) < 1e-6
+    # a slow origin lifts the hill over the line: every second of the first hill, most later
+    slow = theory.jitter_seconds_above(50, 100, 760, 5.0, 1.0, 500, 25)
+    assert 10 < slow <= 25 - 5
+    # a run that ends within its first TTL has no steady second
+    assert theory.jitter_seconds_above(30, 100, 380, 5.0, 1.0, 200, 5) == 0
 
 
 def test_a_lock_whose_waiters_wait_in_one_process_only() -> None:
