@@ -14,7 +14,8 @@ are real ones (not hand-made numbers), and the parameter sets are the ones the i
 What it does not show: that the lab itself holds the checks off the defaults (latencies, a
 busy machine). That is ``tools/off_defaults.py``, minutes of real load per chapter, run by hand
 under the heavy lock; its tables are in the course note. The simulator has no peer libraries
-and no faults and no closed loop, so chapters 0, 7 and 8 are not here.
+and no faults, so chapters 7 and 8 are not here; chapter 0's closed loops are simulated
+(:mod:`stampede.sim.online`).
 """
 
 from __future__ import annotations
@@ -37,9 +38,20 @@ OFF_DEFAULTS: list[dict[str, Any]] = [
     {"origin_latency_ms": 500.0, "rate": 760.0},
 ]
 
-# the chapters whose runs the simulator models (chapter 0's closed loop, the faults of 7 and
-# the libraries of 8 need the lab; chapter 9's live run is the lab beside the simulator)
-SIMULATED = ["01_naive", "02_single_flight", "03_swr", "04_xfetch", "05_jitter", "06_stack"]
+# the chapters whose runs the simulator models (the faults of 7 and the libraries of 8 need
+# the lab; chapter 9's live run is the lab beside the simulator)
+SIMULATED = [
+    "00_measuring", "01_naive", "02_single_flight", "03_swr", "04_xfetch", "05_jitter", "06_stack"
+]  # fmt: skip
+
+# (chapter, overrides) -> the claim that fails there, for a reason in the chapter, not the
+# lesson. Chapter 0 at a 500 ms origin and 760 req/s: its "at most one waiter per client per
+# expiry" divides every wait_hit by the hot key's windows, and the cold keys' waiters (500 ms
+# reads, ~0.4 req/s a key) push it past the clients: 57.4 against 50 on the simulator, where
+# the hot key's own waiters are 46-49 per expiry (at most clients - 1, as the claim says).
+KNOWN_FAILURES = {
+    ("00_measuring", repr(OFF_DEFAULTS[2])): "at most one waiter per client per expiry",
+}
 
 # chapter -> (its strategy, words of the main claim that must fail for naive)
 LESSONS = {
@@ -83,7 +95,12 @@ def execute(chapter: str, overrides: dict[str, Any], monkeypatch: pytest.MonkeyP
 def test_the_checks_hold_with_the_lesson_s_strategy(
     chapter: str, overrides: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    execute(chapter, overrides, monkeypatch)
+    claim = KNOWN_FAILURES.get((chapter, repr(overrides)))
+    if claim is None:
+        execute(chapter, overrides, monkeypatch)
+        return
+    with pytest.raises(AssertionError, match=claim):  # fails once the chapter is fixed: drop it
+        execute(chapter, overrides, monkeypatch)
 
 
 @pytest.mark.parametrize("chapter", sorted(LESSONS))

@@ -205,8 +205,8 @@ def test_sim_runs_draw_the_lab_charts_with_simulated_titles(sim_runs: list[RunRe
 def test_run_dispatches_and_refuses_what_it_cannot_simulate() -> None:
     with pytest.raises(ConfigError, match="backend 'cloud'"):
         stampede.run("naive", backend="cloud")
-    with pytest.raises(ConfigError, match="pacing 'closed'"):
-        stampede.run("naive", backend="sim", pacing="closed")
+    with pytest.raises(ConfigError, match="closed-loop bulk_warm"):
+        stampede.run("naive", backend="sim", pacing="closed", scenario="bulk_warm")
     with pytest.raises(ConfigError, match="lab-only"):
         sim.simulate("dogpile")
     with pytest.raises(ConfigError, match="rate"):

@@ -77,6 +77,7 @@ __all__ = [
     "main",
     "poisson_schedule",
     "server_ms",
+    "think_s",
 ]
 
 
@@ -184,12 +185,26 @@ def poisson_schedule(
         yield due, choose()
 
 
-def closed_schedule(load: LoadConfig, client: int, end: float) -> Iterator[tuple[float, int]]:
-    """Closed loop: ``(now, item)`` each time it is resumed (after the last answer), until end."""
+def closed_schedule(
+    load: LoadConfig, client: int, end: float, clock: Callable[[], float] = time.time
+) -> Iterator[tuple[float, int]]:
+    """Closed loop: ``(now, item)`` each time it is resumed (after the last answer), until end.
+
+    ``clock`` is the wall clock in the lab; the simulator passes its simulated clock, so its
+    closed loop draws the very items (same seed) and stops at the very rule a lab run does.
+    """
     rng = random.Random(f"{load.seed}:{client}")
     choose = item_chooser(load, rng)
-    while (now := time.time()) < end:
+    while (now := clock()) < end:
         yield now, choose()
+
+
+def think_s(load: LoadConfig) -> float:
+    """Closed loop: a client's pause between an answer and its next send, s (constant).
+
+    One place for the rule, so the simulator's closed loop thinks as the generator's does.
+    """
+    return load.think_ms / 1000
 
 
 # ---- the HTTP client ------------------------------------------------------------------
@@ -520,8 +535,8 @@ class _Run:
     async def _closed_loop(self, client: int, end: float) -> None:
         for due, item in closed_schedule(self.load, client, end):
             await self.request(client, item, due)
-            if self.load.think_ms:
-                await asyncio.sleep(self.load.think_ms / 1000)
+            if pause := think_s(self.load):
+                await asyncio.sleep(pause)
 
     def _check_done(self) -> None:
         done = self.all_done

@@ -1,6 +1,7 @@
 """The lab at fleet scale: a simulator of the same topology, proven against the lab and the math.
 
-Two engines, one per question, both numpy, both driven by the same parameters as a lab run:
+Two engines, one per question (the first also stepped online), both driven by a lab run's
+parameters:
 
 - **Per key, request by request around each expiry** (:mod:`~stampede.sim.keymodel`,
   :func:`simulate`, :func:`poisson_key`). Keys do not interact in the lab (the origin has no
@@ -11,6 +12,10 @@ Two engines, one per question, both numpy, both driven by the same parameters as
   (``should_refresh``, ``jittered_ttl``, ``hard_ttl_s``, ``Entry.is_fresh``). It returns the
   lab's :class:`~stampede.runner.RunResult` (records, origin log, summary), so ``compare``,
   the charts and every chapter cell accept it; ``stampede.run(..., backend="sim")`` calls it.
+- **Online, every key in global time order** (:mod:`~stampede.sim.online`): what couples the
+  keys, closed-loop clients (``pacing="closed"``: each sends ``think_ms`` after its last
+  answer) and an origin concurrency limit (``origin_limit``: reads beyond it queue FIFO),
+  steps each key's same walk one request at a time, arrivals made as the answers come.
 - **Per TTL cycle, every key at once** (:mod:`~stampede.sim.fleet`, :func:`fleet`): the scale
   target (1,000 pods, 10^6 req/s, Zipf(1.0) over 10^6 keys, 60 s: 6 x 10^7 requests) is past
   any per-request loop in Python. With Poisson arrivals the next request after an expiry is
@@ -30,6 +35,7 @@ from __future__ import annotations
 from stampede.sim.backend import BACKEND, KeyRun, arrivals, poisson_key, simulate, titled
 from stampede.sim.fleet import FleetResult, fleet
 from stampede.sim.keymodel import CODES, LAB_ONLY, MODELS, KeyTrace, Model, simulate_key
+from stampede.sim.online import OriginQueue
 from stampede.sim.timing import MEASURED, ZERO, Timing, calibrate, stored_timing
 from stampede.sim.versus import Agreement, agreement
 
@@ -45,6 +51,7 @@ __all__ = [
     "KeyRun",
     "KeyTrace",
     "Model",
+    "OriginQueue",
     "Timing",
     "agreement",
     "arrivals",

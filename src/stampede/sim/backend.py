@@ -30,6 +30,7 @@ from stampede.load import RECORD_FIELDS, poisson_schedule
 from stampede.metrics import RunShape, summarize, unexpected
 from stampede.runner import RunResult, split_params
 from stampede.sim.keymodel import CODES, KeyTrace, decision_strategy, model_of, simulate_key
+from stampede.sim.online import check_origin_limit, closed_loop, open_loop
 from stampede.sim.timing import MEASURED, Array, Timing
 
 __all__ = ["BACKEND", "KeyRun", "arrivals", "poisson_key", "simulate", "titled"]
@@ -72,20 +73,27 @@ def simulate(
     *,
     timing: Timing | None = None,
     early_lock: bool = True,
+    origin_limit: int | None = None,
     **params: Any,
 ) -> RunResult:
     """Simulate the lab run ``stampede.run(strategy, **params)`` would measure.
 
-    Refused (:class:`ConfigError`): closed-loop pacing, faults, ids the origin lacks, and the
-    peer libraries (:data:`~stampede.sim.keymodel.LAB_ONLY`).
+    ``origin_limit``: at most that many origin reads at once, the rest queue FIFO
+    (:class:`~stampede.sim.online.OriginQueue`); None, the lab's origin, has no limit. A
+    closed loop (``pacing="closed"``) or a limit is stepped online (:mod:`stampede.sim.
+    online`); an open loop with no limit is the batch walk, key by key.
+
+    Refused (:class:`ConfigError`): faults, ids the origin lacks, a closed-loop bulk warm, a
+    bad ``origin_limit``, and the peer libraries (:data:`~stampede.sim.keymodel.LAB_ONLY`).
     """
     config, load, lab = split_params({"strategy": strategy, **params})
     check_schedule(lab.faults, load.duration_s)
     model_of(config.strategy)
-    if load.pacing == "closed":
+    check_origin_limit(origin_limit)
+    if load.pacing == "closed" and load.scenario == "bulk_warm":
         raise ConfigError(
-            "pacing 'closed' is not simulated (closed loops need latency "
-            "feedback across keys); valid: 'open'"
+            "a closed-loop bulk_warm is not simulated (its warm-up is an open burst); "
+            "valid: pacing 'open' for bulk_warm, or scenario 'hot_key' for a closed loop"
         )
     if lab.faults:
         raise ConfigError(f"faults are not simulated (got {len(lab.faults)}); run them in the lab")
@@ -96,6 +104,8 @@ def simulate(
         )
     timing = timing or MEASURED
     all_params = {**config.model_dump(), **load.model_dump(), **lab.model_dump()}
+    if load.pacing == "closed" or origin_limit is not None:
+        return _online(config, all_params, load, lab.pods, timing, early_lock, origin_limit)
     due, items, pods = arrivals(load, lab.pods)
     t = due
     if load.scenario == "bulk_warm":
@@ -106,6 +116,52 @@ def simulate(
         t = np.r_[t[:w], np.maximum(t[w:], float(warm.latency.max()))]
     walked = _walk(config, t, items, pods, lab.pods, timing, load.seed, early_lock)
     return _result(config, all_params, due, t, items, pods, walked, load)
+
+
+def _online(
+    config: StrategyConfig,
+    params: dict[str, Any],
+    load: LoadConfig,
+    n_pods: int,
+    timing: Timing,
+    early_lock: bool,
+    origin_limit: int | None,
+) -> RunResult:
+    """A closed loop or a limited origin: every key stepped online, in global time order."""
+    if load.pacing == "closed":
+        run = closed_loop(
+            config, load, n_pods, timing=timing, early_lock=early_lock, origin_limit=origin_limit
+        )
+        due = run.t
+    else:
+        due, items, pods = arrivals(load, n_pods)
+        t = due
+        if load.scenario == "bulk_warm":  # as the batch walk: the loop waits for the warm-up
+            w = load.warm_items
+            warm = open_loop(
+                config, t[:w], items[:w], pods[:w], n_pods, timing=timing, seed=load.seed,
+                early_lock=early_lock, origin_limit=origin_limit,
+            )  # fmt: skip
+            t = np.r_[t[:w], np.maximum(t[w:], float(warm.latency.max()))]
+        run = open_loop(
+            config, t, items, pods, n_pods, timing=timing, seed=load.seed,
+            early_lock=early_lock, origin_limit=origin_limit,
+        )  # fmt: skip
+        run.clients = np.arange(len(t)) % load.clients
+    reads: list[Array] = []
+    counts = {"trips": 0, "inner": 0, "messages": 0, "early_attempts": 0}
+    for item, trace in run.traces.items():
+        rows = trace.reads
+        reads.append(np.column_stack([rows[:, :2], np.full(len(rows), item), rows[:, 2]]))
+        for name in counts:
+            counts[name] += getattr(trace, name)
+    walked = _Walked(run.outcome, run.latency, reads, counts)
+    result = _result(config, params, due, run.t, run.items, run.pods, walked, load, run.clients)
+    waits = np.asarray(run.origin.waits if run.origin is not None else [], float)
+    result.summary["sim"]["origin_limit"] = origin_limit
+    result.summary["sim"]["origin_queued_reads"] = int((waits > 0).sum())
+    result.summary["sim"]["origin_wait_ms_mean"] = float(waits.mean() * 1000) if len(waits) else 0.0
+    return result
 
 
 @dataclass
@@ -171,13 +227,14 @@ def _result(
     pods: Array,
     walked: _Walked,
     load: LoadConfig,
+    clients: Array | None = None,
 ) -> RunResult:
     outcome, latency, reads, counts = walked.outcome, walked.latency, walked.reads, walked.counts
     names = np.array([str(c) for c in CODES], dtype=object)
     error = outcome == CODES.index("error")
     records = pd.DataFrame(
         {
-            "client": np.arange(len(t)) % load.clients,
+            "client": np.arange(len(t)) % load.clients if clients is None else clients,
             "item": items,
             "pod": pods,
             "t_sched": due,

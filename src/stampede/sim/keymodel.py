@@ -2,9 +2,11 @@
 
 A key's requests are independent of every other key's (the origin has no concurrency limit in
 the lab, and a Redis shard far from saturation answers in one round trip), so the simulator
-walks each key's sorted arrival times on its own. Between expiries a run of plain hits is one
-``searchsorted``; requests near an expiry (the herd, the waiters, the early refreshes, the
-stale answers) are decided one by one, by the strategy's own code:
+walks each key's sorted arrival times on its own. A closed loop or an origin limit couples the
+keys: :mod:`stampede.sim.online` then steps the same walk one request at a time
+(:meth:`_Walk.run` with one arrival and the key's trace so far). Between expiries a run of
+plain hits is one ``searchsorted``; requests near an expiry (the herd, the waiters, the early
+refreshes, the stale answers) are decided one by one, by the strategy's own code:
 
 - the TTL a write gets is :func:`stampede.cache.jittered_ttl` with the strategy's ``jitter``;
 - Redis' hard TTL is the strategy's :meth:`~stampede.strategies.base.Strategy.hard_ttl_s`, its
@@ -30,7 +32,7 @@ from __future__ import annotations
 import bisect
 import random
 from dataclasses import dataclass, field
-from typing import Literal, cast
+from typing import TYPE_CHECKING, Literal, cast
 
 import numpy as np
 from redis.asyncio import Redis
@@ -41,6 +43,9 @@ from stampede.envelope import Entry
 from stampede.metrics import OUTCOMES
 from stampede.registry import strategy_class
 from stampede.sim.timing import Array, Timing
+
+if TYPE_CHECKING:
+    from stampede.sim.online import OriginQueue
 from stampede.strategies.base import Deps, Strategy
 from stampede.strategies.early import EarlyRefresh
 
@@ -131,6 +136,15 @@ class KeyTrace:
     early_attempts: int = 0
     head_starts: list[float] = field(default_factory=list)  # soft expiry - first early refresh
 
+    def reset(self, n: int) -> KeyTrace:
+        """Fresh per-request arrays for the next ``n`` requests; the counts and reads go on.
+
+        The online engine (:mod:`stampede.sim.online`) steps a key one request at a time and
+        keeps one trace per key across the steps.
+        """
+        self.outcome, self.latency_s = np.zeros(n, np.int8), np.zeros(n)
+        return self
+
     @property
     def reads(self) -> Array:
         """Origin reads, one row each: start, end, pod (s; pod as a float)."""
@@ -161,6 +175,12 @@ class _Walk:
         self.lock_until = -np.inf  # the single-flight lock is held until this refresh ends
         self.refreshing_pod = -1
         self.episode_until = -np.inf
+        # Set by the online engine (:mod:`stampede.sim.online`), None in the batch walk, whose
+        # results they must not change: the origin's queue (its concurrency limit), and each
+        # pod's local_lock read in flight (visible at, waiters so far), which the batch walk
+        # finds by looking ahead at the key's later arrivals instead.
+        self.origin: OriginQueue | None = None
+        self.pod_reads: dict[int, list[float]] | None = None
 
     # ---- state ---------------------------------------------------------------------------
     def new_entry(self, end: float, delta: float) -> Entry:
@@ -175,6 +195,10 @@ class _Walk:
     def apply(self, now: float) -> None:
         while self.pending and self.pending[0][0] <= now:
             _, self.hard_exp, self.entry = self.pending.pop(0)
+
+    def queued(self, start: float, delta: float) -> float:
+        """How long a read asked for at ``start`` waits for an origin slot, s (0.0: no limit)."""
+        return 0.0 if self.origin is None else self.origin.admit(start, delta)
 
     def delta(self) -> float:
         """One origin read's duration, s."""
@@ -201,9 +225,10 @@ class _Walk:
         tr.episodes[-1] += len(start)
 
     # ---- the walk ------------------------------------------------------------------------
-    def run(self, t: Array, pod: Array) -> KeyTrace:
+    def run(self, t: Array, pod: Array, trace: KeyTrace | None = None) -> KeyTrace:
+        """Walk the sorted ``t`` (with their pods); ``trace`` goes on from earlier steps."""
         n = len(t)
-        tr = KeyTrace(np.zeros(n, np.int8), np.zeros(n))
+        tr = KeyTrace(np.zeros(n, np.int8), np.zeros(n)) if trace is None else trace.reset(n)
         base, rtt = self.tm.base_s, self.rtt
         i = 0
         while i < n:
@@ -242,6 +267,7 @@ class _Walk:
                 tr.head_starts.append(e.soft_expiry - a)
             delta = self.delta()
             start = a + rtt
+            start += self.queued(start, delta)
             self.read(tr, start, start + delta, p, start + delta + rtt)
             self.write(start + delta + rtt, self.new_entry(start + delta, delta))
             tr.trips += 1  # its SET
@@ -275,6 +301,7 @@ class _Walk:
         tr.latency_s[i] += rtt
         delta = self.delta()
         start = a + 3 * rtt
+        start += self.queued(start, delta)
         visible = start + delta + rtt
         self.read(tr, start, start + delta, p, visible)
         self.write(visible, self.new_entry(start + delta, delta))
@@ -286,6 +313,14 @@ class _Walk:
     def miss(self, tr: KeyTrace, t: Array, pod: Array, i: int) -> int:
         if self.m.miss == "flight":
             return self.flight(tr, t, pod, i)
+        if self.pod_reads is not None and self.m.miss == "local":
+            reading = self.pod_reads.get(int(pod[i]))
+            if reading is not None and t[i] < reading[0]:  # its pod's lock: wait, then GET
+                reading[1] += 1
+                tr.outcome[i] = WAIT_HIT
+                tr.latency_s[i] = self.tm.base_s + reading[0] + reading[1] * self.rtt - t[i]
+                tr.trips += 2
+                return i + 1
         return self.herd(tr, t, pod, i, per_pod=self.m.miss == "local")
 
     def herd(self, tr: KeyTrace, t: Array, pod: Array, i: int, per_pod: bool) -> int:
@@ -305,6 +340,10 @@ class _Walk:
         delta = self.tm.origin_latency(injected, self.nprng, len(cand))
         delta[0] = first
         visible = cand + pre + delta + rtt
+        wait = np.zeros(len(cand))
+        if self.origin is not None:  # online: one request at a time, so one candidate
+            wait[:] = self.queued(float(cand[0] + pre), first)
+            visible = visible + wait
         limit = min(self.next_write(), self.lock_until if self.lock_until > t[i] else np.inf)
         if per_pod:
             pods_c = pod[i:hi]
@@ -324,10 +363,13 @@ class _Walk:
         end_idx = i + int(np.searchsorted(cand, window_end, "left"))
         end_idx = max(end_idx, i + members[-1] + 1)
         last = int(members[np.argmax(visible[members])])
-        starts = cand[members] + pre
+        starts = cand[members] + pre + wait[members]
         self.reads(tr, starts, starts + delta[members], pod[i + members], window_end)
         tr.outcome[i + members] = MISS
-        tr.latency_s[i + members] = base + pre + delta[members] + rtt
+        tr.latency_s[i + members] = base + pre + delta[members] + rtt + wait[members]
+        if self.pod_reads is not None and per_pod:
+            for m in members:
+                self.pod_reads[int(pod[i + m])] = [float(visible[m]), 0.0]
         tr.trips += len(members) * (2 + self.neg + (1 if per_pod else 0))
         if per_pod:
             # the others on a reading pod wait for its lock, then GET one after another
@@ -345,7 +387,7 @@ class _Walk:
                 tr.latency_s[i + r] = base + done - float(cand[r])
                 tr.trips += 2
         # every writer's SET lands; the latest one's entry is the one left in Redis
-        end_read = float(cand[last] + pre + delta[last])
+        end_read = float(cand[last] + pre + wait[last] + delta[last])
         entry = self.new_entry(end_read, float(delta[last]))
         self.write(window_end, entry, written=float(visible[last]))
         return int(end_idx)
@@ -364,12 +406,13 @@ class _Walk:
             lo = i
         else:
             delta = self.delta()
-            start = a + 2 * rtt  # GET, claim
+            wait = self.queued(a + 2 * rtt, delta)
+            start = a + 2 * rtt + wait  # GET, claim, the origin's queue
             visible = start + delta + rtt  # the fill script
             self.read(tr, start, start + delta, int(pod[i]), visible)
             self.write(visible, self.new_entry(start + delta, delta))
             self.lock_until, self.refreshing_pod = visible, int(pod[i])
-            tr.outcome[i], tr.latency_s[i] = MISS, base + 3 * rtt + delta
+            tr.outcome[i], tr.latency_s[i] = MISS, base + 3 * rtt + delta + wait
             tr.trips += 3
             tr.inner += _CLAIM_TAKEN + (_FILL_NOTIFY if cfg.wait == "notify" else _FILL_POLL)
             if cfg.wait == "notify":
