@@ -424,3 +424,15 @@ def test_hot_waited_steady_counts_hot_requests_answered_by_a_read_after_the_firs
         {"t": 9.5, "outcome": "wait_hit", "item": 2},  # not the hot key
     ]
     assert summarize(records(rows), reads([]), SHAPE)["hot_waited_steady"] == 3
+
+
+def test_hot_waiters_per_read_counts_the_hot_keys_wait_hits_per_hot_read() -> None:
+    rows = [
+        {"t": 5.0, "outcome": "miss"},
+        *({"t": 5.0 + i / 100, "outcome": "wait_hit"} for i in range(1, 7)),
+        {"t": 5.1, "outcome": "wait_hit", "status": 0, "error": "timeout"},  # never answered
+        *({"t": 6.0, "outcome": "wait_hit", "item": 2} for _ in range(4)),  # a cold key's waiters
+    ]
+    both = pd.concat([reads([0.0, 5.0]), reads([6.0], item=2)], ignore_index=True)
+    assert summarize(records(rows), both, SHAPE)["hot_waiters_per_read"] == 3.0  # 6 over 2
+    assert math.isnan(summarize(records(rows), reads([6.0], item=2), SHAPE)["hot_waiters_per_read"])

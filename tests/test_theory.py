@@ -174,3 +174,29 @@ def test_polling_costs_its_waiters_polls_less_notification_s_publishes() -> None
     assert theory.poll_extra_commands_per_request(0, 10, 100, 200, 50) < 0  # nobody waits
     with pytest.raises(ConfigError, match="requests=0"):
         theory.poll_extra_commands_per_request(1, 1, 0, 200, 50)
+
+
+def test_poisson_upper_quantiles() -> None:
+    assert theory.poisson_upper(0, 0.99) == 0
+    assert theory.poisson_upper(1, 0.5) == 1  # P(<= 0) = 0.37, P(<= 1) = 0.74
+    assert theory.poisson_upper(10, 0.95) == 15  # P(<= 14) = 0.917, P(<= 15) = 0.951
+    assert theory.poisson_upper(2000, 0.5) == 2000  # log-space sum holds a large mean
+    with pytest.raises(ConfigError):
+        theory.poisson_upper(3, 1.0)
+
+
+def test_cold_reads_per_s_is_one_read_per_window_and_wait_per_cold_key() -> None:
+    # 380 x 0.05 = 19 req/s over 99 keys: 0.192 per key, a request every 5.21 s after 5.2 s
+    per_key = 19 / 99
+    assert theory.cold_reads_per_s(380, 0.95, 5, 200) == pytest.approx(99 / (5.2 + 1 / per_key))
+    assert theory.cold_reads_per_s(380, 1.0, 5, 200) == 0.0
+    # a busy cold key is read once per window: the rate tends to (items - 1) / (TTL + L)
+    assert theory.cold_reads_per_s(1e9, 0.5, 5, 200) == pytest.approx(99 / 5.2, rel=1e-6)
+
+
+def test_busiest_second_noise_and_waiting_share() -> None:
+    # 9.5 reads/s over 55 s: the busiest exceeds poisson_upper(9.5, 1 - 0.05 / 55) rarely
+    assert theory.busiest_second_noise(9.5, 55) == theory.poisson_upper(9.5, 1 - 0.05 / 55) - 9.5
+    assert 5 < theory.busiest_second_noise(9.5, 55) < 15
+    assert theory.busiest_second_noise(9.5, 10) < theory.busiest_second_noise(9.5, 100)
+    assert theory.waiting_share(0.95, 5, 200) == pytest.approx(0.95 * 0.2 / 5.2)

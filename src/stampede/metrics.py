@@ -402,6 +402,15 @@ def _served(d: RunData, outcome: Outcome) -> pd.DataFrame:
     return d.answered[d.answered["outcome"] == outcome]
 
 
+def _hot_waiters_per_read(d: RunData) -> float:
+    """Why: a cap on waiters (a closed loop's clients) is a cap on one key's herd; the cold keys'
+    own waiters (each read of a cold key gathers ``lambda_cold/keys * L`` of them) are no part
+    of it, and counted together with the hot key's they break any threshold about the hot key.
+    """
+    reads = len(d.hot_read_times)
+    return int((d.hot["outcome"] == Outcome.WAIT_HIT).sum()) / reads if reads else math.nan
+
+
 def _outcomes(d: RunData) -> dict[str, int]:
     counted = {name: 0 for name in OUTCOMES} | d.records["outcome"].value_counts().to_dict()
     return {str(k): int(v) for k, v in counted.items()}
@@ -462,6 +471,10 @@ METRICS: dict[str, Metric] = {
                "hot-key requests from ceil(TTL) on answered by an origin read, their own or "
                "another's (miss, wait_hit, fail_open)",
                lambda d: int(_hot_steady(d)["outcome"].isin(_WAITED).sum())),
+        Metric("hot_waiters_per_read", "hot-key waiters per hot-key read", "waiters",
+               "hot-key wait_hit answers / hot-key origin reads: the requests each re-read of "
+               "the hot key answered by waiting (NaN without a hot-key read)",
+               _hot_waiters_per_read, "rate", fmt=".1f"),
         Metric("origin_reads_unknown", "origin reads of unknown ids", "reads",
                "origin reads of ids above origin_items", lambda d: unknown_reads(d.reads, d.shape)),
         Metric("negative_cache_windows", "negative-cache windows", "reads",

@@ -36,9 +36,11 @@ from stampede.errors import ConfigError
 
 __all__ = [
     "PERCENTILE",
+    "busiest_second_noise",
     "closed_loop_rate",
     "closed_loop_reads_per_window",
     "closed_loop_think_ms",
+    "cold_reads_per_s",
     "herd",
     "hot_rate",
     "jitter_peak_ratio",
@@ -48,8 +50,10 @@ __all__ = [
     "naive_reads_per_window",
     "per_process_lock_reads_per_window",
     "periodic_reads_per_window",
+    "poisson_upper",
     "poll_extra_commands_per_request",
     "single_flight_hot_p99_ms",
+    "waiting_share",
     "xfetch_attempts_per_refresh",
     "xfetch_extra_reads",
     "xfetch_head_start_s",
@@ -357,3 +361,72 @@ def xfetch_attempts_per_refresh(beta: float) -> float:
     """
     _positive(beta=beta)
     return math.exp(1 / beta)
+
+
+# ---- cold keys and Poisson noise (the thresholds for "as low as", not for a herd) -----------
+def poisson_upper(mean: float, quantile: float) -> int:
+    """The smallest ``k`` with ``P(Poisson(mean) <= k) >= quantile``: an upper quantile.
+
+    Summed in log space term by term (no SciPy), so it holds for a mean of thousands.
+    """
+    if mean < 0 or math.isinf(mean):
+        raise ConfigError(f"mean={mean!r}: must be a finite number of at least 0")
+    if not 0 < quantile < 1:
+        raise ConfigError(f"quantile={quantile!r}: must be in (0, 1)")
+    if mean == 0:
+        return 0
+    k, log_term = 0, -mean
+    total = math.exp(log_term)
+    while total < quantile:
+        k += 1
+        log_term += math.log(mean) - math.log(k)
+        total += math.exp(log_term)
+    return k
+
+
+def cold_reads_per_s(
+    rate: float, hot_share: float, ttl_s: float, origin_latency_ms: float, items: int = 100
+) -> float:
+    """Origin reads/s of the ``items - 1`` cold keys, for any cache that reads a key once a window.
+
+    A cold key's value lives ``TTL + L`` from the read; the next read waits for the key's next
+    request, ``1 / lambda_key`` on average (``lambda_key = rate (1 - hot_share) / (items - 1)``):
+    one read per ``TTL + L + 1 / lambda_key`` per key. Every strategy here reads the cold keys
+    so (a lock only matters when requests overlap a read), so this is the floor of everyone's
+    busiest second once the hot key's herd is gone.
+    """
+    _positive(rate=rate, ttl_s=ttl_s)
+    if items < 2 or hot_share >= 1:
+        return 0.0
+    cold = items - 1
+    per_key = rate * (1 - hot_share) / cold
+    window_s = ttl_s + origin_latency_ms / 1000
+    return cold / (window_s + 1 / per_key)
+
+
+def busiest_second_noise(mean_per_s: float, seconds: float, alpha: float = 0.05) -> float:
+    """How much higher one run's busiest second may come out than another's by chance, reads.
+
+    Both count reads at ``mean_per_s`` (Poisson) over ``seconds`` buckets; the busiest of them
+    exceeds ``poisson_upper(mean, 1 - alpha / seconds)`` with probability at most ``alpha``, and
+    the other run's busiest is at least its mean, so two strategies that read alike differ by
+    at most this much (a Poisson count is more spread than the cold keys' renewal reads, so it
+    errs on the loose side).
+    """
+    _positive(seconds=seconds)
+    if not 0 < alpha < 1:
+        raise ConfigError(f"alpha={alpha!r}: must be in (0, 1)")
+    quantile = 1 - alpha / max(1.0, seconds)
+    return float(poisson_upper(mean_per_s, quantile) - mean_per_s)
+
+
+def waiting_share(hot_share: float, ttl_s: float, origin_latency_ms: float) -> float:
+    """The share of all requests that arrive while the hot key is being re-read.
+
+    ``hot_share * L / (TTL + L)``: the hot requests during one read of ``L`` per window of
+    ``TTL + L``. Under a lock each of them waits, so whatever a waiter sends at least once (a
+    poll, a spin's ``PING``) comes at least this often per request.
+    """
+    _positive(ttl_s=ttl_s, origin_latency_ms=origin_latency_ms)
+    latency_s = origin_latency_ms / 1000
+    return hot_share * latency_s / (ttl_s + latency_s)
