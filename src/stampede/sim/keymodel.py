@@ -178,9 +178,12 @@ class _Walk:
         # Set by the online engine (:mod:`stampede.sim.online`), None in the batch walk, whose
         # results they must not change: the origin's queue (its concurrency limit), and each
         # pod's local_lock read in flight (visible at, waiters so far), which the batch walk
-        # finds by looking ahead at the key's later arrivals instead.
+        # finds by looking ahead at the key's later arrivals instead; and the waiters one
+        # notify fill has woken so far on each pod (the fill's time, pod -> count), which the
+        # batch walk ranks in one call (:meth:`wake_ranks`).
         self.origin: OriginQueue | None = None
         self.pod_reads: dict[int, list[float]] | None = None
+        self.woken: tuple[float, dict[int, int]] | None = None
 
     # ---- state ---------------------------------------------------------------------------
     def new_entry(self, end: float, delta: float) -> Entry:
@@ -422,7 +425,7 @@ class _Walk:
         w = t[lo:hi]
         if len(w):
             if cfg.wait == "notify":
-                ranks = _rank_within(pod[lo:hi])
+                ranks = self.wake_ranks(visible, pod[lo:hi])
                 done = visible + rtt / 2 + (ranks + 1) * self.tm.pod_wake_s
                 trips = np.full(len(w), 2)
                 inner = np.full(len(w), _CLAIM_REFUSED)  # the one claim that found the lock
@@ -439,6 +442,24 @@ class _Walk:
             tr.trips += int(trips.sum())
             tr.inner += int(inner.sum())
         return max(hi, i + 1)
+
+    def wake_ranks(self, visible: float, pods: Array) -> Array:
+        """Each waiter's place among those the fill at ``visible`` wakes on its pod (0-based).
+
+        A pod answers the waiters one message woke one after another, ``pod_wake_s`` apart.
+        The batch walk has every waiter of a fill in one call; online, one a step, so the
+        count goes on from the steps before (:attr:`woken`).
+        """
+        ranks = _rank_within(pods)
+        if self.woken is None:
+            return ranks
+        if self.woken[0] != visible:  # the first waiter of a new fill
+            self.woken = (visible, {})
+        counts = self.woken[1]
+        for k, p in enumerate(pods.tolist()):
+            ranks[k] = counts.get(p, 0)
+            counts[p] = int(ranks[k]) + 1
+        return ranks
 
 
 # Commands inside stampede.lock's scripts beyond the EVALSHA itself (INFO commandstats counts

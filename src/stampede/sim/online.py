@@ -128,7 +128,7 @@ class _Keys:
                 self.strategy, self.model, self.timing, self.n_pods, self.rng, self.nprng,
                 self.early_lock,
             )  # fmt: skip
-            walk.origin, walk.pod_reads = self.origin, {}
+            walk.origin, walk.pod_reads, walk.woken = self.origin, {}, (-np.inf, {})
             self.walks[item] = walk, KeyTrace(np.zeros(1, np.int8), np.zeros(1))
         walk, trace = self.walks[item]
         walk.run(np.array([a]), np.array([pod], np.int64), trace)
