@@ -129,8 +129,8 @@ class KeyTrace:
     episode_starts: list[float] = field(default_factory=list)
     trips: int = 0  # Redis round trips of the pods' client
     # Commands a script ran inside it, which INFO commandstats counts beside the script's own
-    # EVALSHA (so commands = trips + inner). Modelled for single_flight's CLAIM and FILL only;
-    # the other models' scripts count as one command each.
+    # EVALSHA (so commands = trips + inner): the cold path's CLAIM and FILL, and the FILL of
+    # swr's and the early strategies' background refreshes. Naive and local_lock run none.
     inner: int = 0
     messages: int = 0  # pub/sub deliveries (one per subscribed pod per message)
     early_attempts: int = 0
@@ -301,6 +301,7 @@ class _Walk:
         """The lock was ours: GET (newer value?), spawn the refresh; it fills in one trip."""
         rtt = self.rtt
         tr.trips += 2  # GET, and the refresh's fill script
+        tr.inner += _FILL_NOTIFY if self.config.wait == "notify" else _FILL_POLL
         tr.latency_s[i] += rtt
         delta = self.delta()
         start = a + 3 * rtt
