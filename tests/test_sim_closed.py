@@ -250,3 +250,16 @@ def test_a_503_is_retried_with_the_generators_backoff(retries: int) -> None:
             else:  # a new request, after the think time
                 assert after["attempt"] == 0
                 assert gap == pytest.approx(load.think_ms / 1000, abs=1e-9)
+
+
+def test_a_closed_loop_is_compared_on_its_rate_reads_and_mean_answer() -> None:
+    """``sim.agreement`` of closed loops adds req/s, origin reads and the mean answer."""
+    kwargs = dict(pacing="closed", clients=50, think_ms=130.0, duration_s=DURATION_S)
+    naive, again = sim.simulate("naive", **kwargs), sim.simulate("naive", seed=1, **kwargs)
+    rows = {r.metric: r for r in sim.agreement("closed naive", naive, again)}
+    assert {"req/s", "origin reads", "mean answer (ms)"} <= set(rows)
+    assert all(r.agree for r in rows.values()), [r for r in rows.values() if not r.agree]
+    flight = sim.simulate("single_flight", **kwargs)
+    rows = {r.metric: r for r in sim.agreement("closed naive", naive, flight)}
+    assert not rows["origin reads"].agree  # one read per key and window, not a herd
+    assert "hot p99 steady (ms)" not in rows
