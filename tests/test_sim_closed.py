@@ -263,3 +263,17 @@ def test_a_closed_loop_is_compared_on_its_rate_reads_and_mean_answer() -> None:
     rows = {r.metric: r for r in sim.agreement("closed naive", naive, flight)}
     assert not rows["origin reads"].agree  # one read per key and window, not a herd
     assert "hot p99 steady (ms)" not in rows
+
+
+def test_origin_limit_sweep_has_a_row_per_strategy_limit_and_pacing() -> None:
+    from stampede.sim import sweeps
+
+    table = sweeps.origin_limit_sweep(
+        ["naive", "single_flight"], [None, 4], clients=20, think_ms=50.0, duration_s=10.0
+    )
+    assert len(table) == 2 * 2 * 2
+    assert set(table["pacing"]) == {"open", "closed"}
+    free = table[table["origin_limit"].isna()]
+    assert (free["origin_wait_ms_mean"] == 0).all()
+    closed = table[table["pacing"] == "closed"]
+    assert (closed["rps"] < table.loc[table["pacing"] == "open", "rps"].max()).all()
