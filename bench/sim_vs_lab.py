@@ -1,19 +1,21 @@
 """The simulator beside the live lab: one table per setting, issue 13's tolerances.
 
 For each case (naive, local_lock, single_flight poll and notify, swr, xfetch, bulk warm with
-jitter 0 and 1.0) one live run and one simulated run of the same parameters, seed included
-(the simulator replays the load generator's own schedule, so both see the same requests), then
-per figure the two values, the tolerance and whether they agree. The tolerances and why each
-is what it is: :mod:`stampede.sim.versus`. Settings: ``default`` (the lab defaults: 3 pods,
-380 req/s, 95% on one key, 200 ms origin, 5 s TTL), ``rate200`` (200 req/s) and ``origin100``
-(a 100 ms origin). The simulator uses the constants ``stampede sim calibrate`` stored on this
-machine (else the built-in ones; the notes say which).
+jitter 0 and 1.0; naive and single_flight with 50 closed-loop clients thinking 130 ms) one
+live run and one simulated run of the same parameters, seed included (the simulator replays
+the load generator's own schedule, so both see the same requests; a closed loop's clients ask
+for the same items, sent as the answers come), then per figure the two values, the tolerance
+and whether they agree; a closed loop adds req/s, origin reads and the mean answer. The
+tolerances and why each is what it is: :mod:`stampede.sim.versus`. Settings: ``default`` (the
+lab defaults: 3 pods, 380 req/s, 95% on one key, 200 ms origin, 5 s TTL), ``rate200`` (200
+req/s) and ``origin100`` (a 100 ms origin). The simulator uses the constants ``stampede sim
+calibrate`` stored on this machine (else the built-in ones; the notes say which).
 
 Live runs are load tests: run this under the machine's heavy lock. A full invocation (three
-settings x eight cases x 60 s) is about half an hour; one setting is about nine minutes, so a
-hold of the heavy lock can take one setting, and ``--cached`` then prints every table from one
-invocation from the live runs already measured (the run cache, ``data/runs``; a case not in it
-runs live). ``--exit-code`` exits 1 when any figure disagrees.
+settings x ten cases x 60 s) is about 35 minutes; one setting is about eleven minutes, so a
+hold of the heavy lock can take one setting (or ``--cases`` a few), and ``--cached`` then
+prints every table from one invocation from the live runs already measured (the run cache,
+``data/runs``; a case not in it runs live). ``--exit-code`` exits 1 when any figure disagrees.
 
     flock /tmp/stampede-heavy.lock python bench/sim_vs_lab.py --settings default
     python bench/sim_vs_lab.py --settings default,rate200,origin100 --cached
@@ -30,6 +32,8 @@ from _common import duration_of, emit, machine_facts, one_lab, parser
 from stampede import run, sim
 from stampede.sim import agreement
 
+# the reference experiment's closed loop: 50 clients, each thinking 130 ms after an answer
+CLOSED: dict[str, Any] = {"pacing": "closed", "clients": 50, "think_ms": 130.0}
 CASES: dict[str, tuple[str, dict[str, Any]]] = {
     "naive": ("naive", {}),
     "local_lock": ("local_lock", {}),
@@ -39,6 +43,8 @@ CASES: dict[str, tuple[str, dict[str, Any]]] = {
     "xfetch": ("xfetch", {}),
     "bulk warm, jitter 0": ("naive", {"scenario": "bulk_warm", "jitter": 0.0}),
     "bulk warm, jitter 1.0": ("naive", {"scenario": "bulk_warm", "jitter": 1.0}),
+    "closed loop naive": ("naive", CLOSED),
+    "closed loop single_flight": ("single_flight", CLOSED),
 }
 SETTINGS: dict[str, dict[str, Any]] = {
     "default": {},

@@ -15,6 +15,7 @@ import pytest
 from stampede import auth, procs
 from stampede.cli import main
 from stampede.config import LabConfig, LoadConfig, StrategyConfig
+from stampede.errors import ConfigError
 from tests.helpers import child_pids
 
 STAMPEDE = [sys.executable, "-m", "stampede.cli"]
@@ -52,6 +53,8 @@ def cli(*args: str, timeout: float = 240) -> subprocess.CompletedProcess[str]:
         (["run", "--rate", "0"], "rate"),
         (["lab", "up", "--strategy", "nope"], "unknown strategy 'nope'"),
         (["lab", "up", "--ttl", "0"], "ttl_s"),
+        (["run", "--origin-limit", "4"], "origin_limit=4 is simulated only"),
+        (["run", "--backend", "sim", "--origin-limit", "0"], "origin_limit=0"),
     ],
 )
 def test_bad_parameters_exit_2_with_one_clear_line_and_start_nothing(
@@ -76,6 +79,32 @@ def test_unknown_strategy_lists_the_valid_names(
         main(["run", "--strategy", "nope"])
     err = capsys.readouterr().err
     assert "valid: " in err and "single_flight" in err and "naive" in err
+
+
+def test_origin_limit_runs_on_the_simulator_only(capsys: pytest.CaptureFixture[str]) -> None:
+    """``--origin-limit`` reaches ``stampede.run(..., origin_limit=N)`` and the simulator."""
+    import stampede
+    from stampede import sim
+
+    argv = ["run", "--backend", "sim", "--strategy", "single_flight", "--duration-s", "10"]
+    code, out, err = run_main(capsys, *argv, "--origin-limit", "1", "--json")
+    assert code == 0, err
+    summary = json.loads(out)
+    assert summary["backend"] == "sim"
+    assert summary["sim"]["origin_limit"] == 1 and summary["sim"]["origin_queued_reads"] > 0
+    kwargs = dict(backend="sim", duration_s=10.0)
+    limited = stampede.run("single_flight", origin_limit=1, **kwargs)
+    direct = sim.simulate("single_flight", origin_limit=1, duration_s=10.0)
+    assert limited.records.equals(direct.records)
+    assert summary["requests"] == limited.summary["requests"]
+    # without the flag: no limit, nothing queued
+    code, out, err = run_main(capsys, *argv, "--json")
+    assert code == 0, err
+    assert json.loads(out)["sim"].get("origin_limit") is None
+    # the lab's origin has no limit: refused before anything starts, None passes
+    with pytest.raises(ConfigError, match="simulated only"):
+        stampede.run("naive", origin_limit=2, duration_s=1.0)
+    assert stampede.run("naive", origin_limit=None, **kwargs).summary["sim"]
 
 
 def test_strategies_lists_the_registry(capsys: pytest.CaptureFixture[str]) -> None:

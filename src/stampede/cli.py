@@ -6,6 +6,7 @@
     stampede lab down                                      stop exactly what ``lab up`` started
     stampede run --strategy NAME [params] [--json]         one run on a fresh lab
     stampede run --backend sim ...                         the same run, simulated
+    stampede run --backend sim --origin-limit N ...        ... with N origin reads at once
     stampede sim calibrate | sim show | sim fleet ...      the simulator's constants, fleet runs
     stampede strategies                                    the registered strategy names
 
@@ -161,7 +162,12 @@ def _run(args: argparse.Namespace) -> int:
         else:
             lab = Lab.from_env()
     result = run(
-        lab=lab, fresh=args.fresh or None, progress=not args.json, backend=args.backend, **params
+        lab=lab,
+        fresh=args.fresh or None,
+        progress=not args.json,
+        backend=args.backend,
+        origin_limit=args.origin_limit,
+        **params,
     )
     if args.json:
         print(json.dumps(_jsonable(result.to_json())))
@@ -250,6 +256,13 @@ def _parser() -> argparse.ArgumentParser:
         choices=("lab", "sim"),
         default="lab",
         help="lab: a live run; sim: the simulator (stampede.sim), same summary",
+    )
+    run.add_argument(
+        "--origin-limit",
+        type=int,
+        metavar="N",
+        help="with --backend sim: at most N origin reads at once, the rest queue FIFO "
+        "(the lab's origin has no limit: refused without --backend sim)",
     )
     run.add_argument("--lab", choices=LAUNCHERS, help="the lab to start (default: STAMPEDE_LAB)")
     run.set_defaults(func=_run)

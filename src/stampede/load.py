@@ -76,6 +76,7 @@ __all__ = [
     "item_chooser",
     "main",
     "poisson_schedule",
+    "retried",
     "server_ms",
     "think_s",
 ]
@@ -118,6 +119,16 @@ def backoff_s(attempt: int, base_ms: float, cap_ms: float, rng: random.Random) -
     The server's ``Retry-After`` (1 s) is not awaited: it is coarser than the backoff base.
     """
     return rng.uniform(0.0, min(cap_ms, base_ms * 2**attempt)) / 1000
+
+
+def retried(status: int, error: str, attempt: int, load: LoadConfig) -> bool:
+    """Whether the generator resends an attempt that got ``status`` / ``error`` (a 503, a
+    refused or dropped connection) as attempt ``attempt`` (0-based), after :func:`backoff_s`.
+
+    A timeout is not retried: the request may still be running on its pod. One place for the
+    rule, so the simulator's closed loop retries what the generator retries.
+    """
+    return (status == 503 or error in RETRYABLE_ERRORS) and attempt < load.retries
 
 
 class _RoundRobin:
@@ -450,7 +461,7 @@ class _Run:
         )  # fmt: skip
         if error in RETRYABLE_ERRORS:
             self.next_pod.failed(pod)
-        if (status == 503 or error in RETRYABLE_ERRORS) and request.attempt < self.load.retries:
+        if retried(status, error, request.attempt, self.load):
             rng = self.backoff_rngs[request.client]
             delay = backoff_s(request.attempt, self.load.backoff_ms, self.load.backoff_cap_ms, rng)
             request.attempt += 1

@@ -132,6 +132,7 @@ def run(
     fresh: bool | None = None,
     progress: bool = True,
     backend: str = "lab",
+    origin_limit: int | None = None,
     **params: Any,
 ) -> RunResult:
     """Run ``strategy`` under the load described by ``params`` and measure it.
@@ -149,7 +150,9 @@ def run(
     run holds the run lock (:mod:`stampede.run_lock`) from before its lab starts until its
     result is saved; while another run holds it, this one waits, says for whom, and starts
     nothing. ``backend="sim"`` returns the simulator's :class:`RunResult` for the same
-    parameters (:func:`stampede.sim.simulate`).
+    parameters (:func:`stampede.sim.simulate`); ``origin_limit`` (at most that many origin
+    reads at once, the rest queued) is the simulator's only: the lab's origin has no limit, so
+    ``backend="lab"`` refuses one (:class:`ConfigError`) rather than measure without it.
     """
     if backend != "lab":
         if backend != "sim" or lab is not None:
@@ -159,7 +162,13 @@ def run(
             )
         from stampede.sim import simulate
 
-        return simulate(strategy, **params)
+        return simulate(strategy, origin_limit=origin_limit, **params)
+    if origin_limit is not None:
+        raise ConfigError(
+            f"origin_limit={origin_limit!r} is simulated only: the lab's origin has no "
+            "concurrency limit (its pods read SQLite as fast as it answers); valid: "
+            "backend='sim' (--backend sim), or no origin_limit"
+        )
     config, load, lab_config = split_params({"strategy": strategy, **params})
     launcher = None if isinstance(lab, Lab) else launcher_name(lab)  # a bad name fails here
     if launcher is not None:

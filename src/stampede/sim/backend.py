@@ -81,7 +81,9 @@ def simulate(
     ``origin_limit``: at most that many origin reads at once, the rest queue FIFO
     (:class:`~stampede.sim.online.OriginQueue`); None, the lab's origin, has no limit. A
     closed loop (``pacing="closed"``) or a limit is stepped online (:mod:`stampede.sim.
-    online`); an open loop with no limit is the batch walk, key by key.
+    online`); an open loop with no limit is the batch walk, key by key. Either way a client
+    gives up after the generator's ``request_timeout_s`` (a ``timeout`` record); a closed-loop
+    client then goes on, and resends a 503 ``retries`` times, as the generator does.
 
     Refused (:class:`ConfigError`): faults, ids the origin lacks, a closed-loop bulk warm, a
     bad ``origin_limit``, and the peer libraries (:data:`~stampede.sim.keymodel.LAB_ONLY`).
@@ -156,7 +158,9 @@ def _online(
         for name in counts:
             counts[name] += getattr(trace, name)
     walked = _Walked(run.outcome, run.latency, reads, counts)
-    result = _result(config, params, due, run.t, run.items, run.pods, walked, load, run.clients)
+    result = _result(
+        config, params, due, run.t, run.items, run.pods, walked, load, run.clients, run.attempts
+    )
     waits = np.asarray(run.origin.waits if run.origin is not None else [], float)
     result.summary["sim"]["origin_limit"] = origin_limit
     result.summary["sim"]["origin_queued_reads"] = int((waits > 0).sum())
@@ -228,9 +232,17 @@ def _result(
     walked: _Walked,
     load: LoadConfig,
     clients: Array | None = None,
+    attempts: Array | None = None,
 ) -> RunResult:
+    """The lab's records, origin log and summary from the walked requests.
+
+    An answer slower than the generator's ``request_timeout_s`` is recorded as the lab
+    records a client's timeout: status 0, outcome ``error``, error ``timeout``, the timeout as
+    its latency (the pod's work, its origin read included, goes on and is counted).
+    """
     outcome, latency, reads, counts = walked.outcome, walked.latency, walked.reads, walked.counts
     names = np.array([str(c) for c in CODES], dtype=object)
+    timed_out = latency > load.request_timeout_s
     error = outcome == CODES.index("error")
     records = pd.DataFrame(
         {
@@ -243,10 +255,15 @@ def _result(
             "status": np.where(error, 503, 200),
             "outcome": names[outcome],
             "error": "",
-            "attempt": 0,
+            "attempt": 0 if attempts is None else attempts,
             "server_ms": math.nan,
         }
     )[RECORD_FIELDS]
+    if timed_out.any():  # as load.py's sweep records one
+        cut = load.request_timeout_s * 1000
+        records.loc[timed_out, ["latency_ms", "status", "outcome", "error"]] = (
+            cut, 0, "error", "timeout"
+        )  # fmt: skip
     records["t"] = records["t_send"]
     rows = np.concatenate(reads) if reads else np.empty((0, 4))
     frame = pd.DataFrame(rows, columns=["start", "end", "item", "pod"])

@@ -129,8 +129,8 @@ class KeyTrace:
     episode_starts: list[float] = field(default_factory=list)
     trips: int = 0  # Redis round trips of the pods' client
     # Commands a script ran inside it, which INFO commandstats counts beside the script's own
-    # EVALSHA (so commands = trips + inner). Modelled for single_flight's CLAIM and FILL only;
-    # the other models' scripts count as one command each.
+    # EVALSHA (so commands = trips + inner): the cold path's CLAIM and FILL, and the FILL of
+    # swr's and the early strategies' background refreshes. Naive and local_lock run none.
     inner: int = 0
     messages: int = 0  # pub/sub deliveries (one per subscribed pod per message)
     early_attempts: int = 0
@@ -178,9 +178,12 @@ class _Walk:
         # Set by the online engine (:mod:`stampede.sim.online`), None in the batch walk, whose
         # results they must not change: the origin's queue (its concurrency limit), and each
         # pod's local_lock read in flight (visible at, waiters so far), which the batch walk
-        # finds by looking ahead at the key's later arrivals instead.
+        # finds by looking ahead at the key's later arrivals instead; and the waiters one
+        # notify fill has woken so far on each pod (the fill's time, pod -> count), which the
+        # batch walk ranks in one call (:meth:`wake_ranks`).
         self.origin: OriginQueue | None = None
         self.pod_reads: dict[int, list[float]] | None = None
+        self.woken: tuple[float, dict[int, int]] | None = None
 
     # ---- state ---------------------------------------------------------------------------
     def new_entry(self, end: float, delta: float) -> Entry:
@@ -298,6 +301,7 @@ class _Walk:
         """The lock was ours: GET (newer value?), spawn the refresh; it fills in one trip."""
         rtt = self.rtt
         tr.trips += 2  # GET, and the refresh's fill script
+        tr.inner += _FILL_NOTIFY if self.config.wait == "notify" else _FILL_POLL
         tr.latency_s[i] += rtt
         delta = self.delta()
         start = a + 3 * rtt
@@ -422,7 +426,7 @@ class _Walk:
         w = t[lo:hi]
         if len(w):
             if cfg.wait == "notify":
-                ranks = _rank_within(pod[lo:hi])
+                ranks = self.wake_ranks(visible, pod[lo:hi])
                 done = visible + rtt / 2 + (ranks + 1) * self.tm.pod_wake_s
                 trips = np.full(len(w), 2)
                 inner = np.full(len(w), _CLAIM_REFUSED)  # the one claim that found the lock
@@ -439,6 +443,24 @@ class _Walk:
             tr.trips += int(trips.sum())
             tr.inner += int(inner.sum())
         return max(hi, i + 1)
+
+    def wake_ranks(self, visible: float, pods: Array) -> Array:
+        """Each waiter's place among those the fill at ``visible`` wakes on its pod (0-based).
+
+        A pod answers the waiters one message woke one after another, ``pod_wake_s`` apart.
+        The batch walk has every waiter of a fill in one call; online, one a step, so the
+        count goes on from the steps before (:attr:`woken`).
+        """
+        ranks = _rank_within(pods)
+        if self.woken is None:
+            return ranks
+        if self.woken[0] != visible:  # the first waiter of a new fill
+            self.woken = (visible, {})
+        counts = self.woken[1]
+        for k, p in enumerate(pods.tolist()):
+            ranks[k] = counts.get(p, 0)
+            counts[p] = int(ranks[k]) + 1
+        return ranks
 
 
 # Commands inside stampede.lock's scripts beyond the EVALSHA itself (INFO commandstats counts

@@ -10,7 +10,11 @@ Two things break that, and issue 13 asks for both:
   and a client stuck in a herd sends nothing else (:func:`stampede.theory.
   closed_loop_reads_per_window`). The item it asks for and when it stops come from the load
   generator's own :func:`~stampede.load.closed_schedule` on the simulated clock, its pause from
-  :func:`~stampede.load.think_s`.
+  :func:`~stampede.load.think_s`. A client gives up on an answer slower than the generator's
+  ``request_timeout_s`` (a ``timeout`` record, as the lab's) and goes on; the request itself
+  runs on (its pod does not know), as in the lab. A 503 (a waiter past ``wait_timeout_s``) is
+  resent after the generator's :func:`~stampede.load.backoff_s` when
+  :func:`~stampede.load.retried` says so (``retries``), before the client thinks.
 - **An origin concurrency limit** (``origin_limit``, :class:`OriginQueue`): at most that
   many reads at once, the rest wait FIFO, so one key's herd delays every other key's read.
 
@@ -34,8 +38,8 @@ import numpy as np
 
 from stampede.config import LoadConfig, StrategyConfig
 from stampede.errors import ConfigError
-from stampede.load import closed_schedule, think_s
-from stampede.sim.keymodel import KeyTrace, _Walk, decision_strategy, model_of
+from stampede.load import backoff_s, closed_schedule, retried, think_s
+from stampede.sim.keymodel import CODES, KeyTrace, _Walk, decision_strategy, model_of
 from stampede.sim.timing import Array, Timing
 
 __all__ = ["OriginQueue", "Stepped", "check_origin_limit", "closed_loop", "open_loop"]
@@ -80,7 +84,11 @@ class OriginQueue:
 
 @dataclass
 class Stepped:
-    """Every request of an online run in send order, and each key's trace."""
+    """Every request of an online run in send order, and each key's trace.
+
+    ``latency`` is the answer's, uncut: a client's timeout is applied to the records
+    (:func:`stampede.sim.backend.simulate`), as it is to the open loop's.
+    """
 
     t: Array
     items: Array
@@ -90,6 +98,7 @@ class Stepped:
     latency: Array
     traces: dict[int, KeyTrace]
     origin: OriginQueue | None
+    attempts: Array | None = None  # the retry's number (0: the first send); None: all 0
 
 
 class _Keys:
@@ -119,7 +128,7 @@ class _Keys:
                 self.strategy, self.model, self.timing, self.n_pods, self.rng, self.nprng,
                 self.early_lock,
             )  # fmt: skip
-            walk.origin, walk.pod_reads = self.origin, {}
+            walk.origin, walk.pod_reads, walk.woken = self.origin, {}, (-np.inf, {})
             self.walks[item] = walk, KeyTrace(np.zeros(1, np.int8), np.zeros(1))
         walk, trace = self.walks[item]
         walk.run(np.array([a]), np.array([pod], np.int64), trace)
@@ -159,9 +168,11 @@ def closed_loop(
 ) -> Stepped:
     """``load.clients`` closed-loop clients from t = 0 to ``duration_s``, round robin over pods.
 
-    An event is a client ready to send (after its answer and its think time); the earliest is
-    taken from a heap, the simulated clock set to it, and the client's own
-    :func:`~stampede.load.closed_schedule` asked for its item (or told the run is over).
+    An event is a client ready to send (after its answer and its think time, or a retry's
+    backoff); the earliest is taken from a heap, the simulated clock set to it, and the
+    client's own :func:`~stampede.load.closed_schedule` asked for its item (or told the run is
+    over). A client waits at most ``request_timeout_s`` for an answer; a retry is sent even
+    after the end, as the generator's (it awaits a request's last attempt).
     """
     keys = _Keys(config, n_pods, timing, load.seed, early_lock, origin_limit)
     clock = [0.0]
@@ -169,22 +180,34 @@ def closed_loop(
         closed_schedule(load, c, load.duration_s, clock=lambda: clock[0])
         for c in range(load.clients)
     ]
+    backoff = [random.Random(f"{load.seed}:{c}:backoff") for c in range(load.clients)]
     ready = [(0.0, c) for c in range(load.clients)]  # every client starts at t = 0
     heapq.heapify(ready)
-    pause = think_s(load)
-    rows: list[tuple[float, int, int, int, int, float]] = []
+    pause, timeout = think_s(load), load.request_timeout_s
+    resend: dict[int, tuple[int, int]] = {}  # client -> (item, attempt) of its next retry
+    rows: list[tuple[float, int, int, int, int, float, int]] = []
     turn = itertools.count()
     while ready:
         clock[0], client = heapq.heappop(ready)
-        sent = next(schedules[client], None)
-        if sent is None:  # past the end: this client is done
-            continue
-        now, item = sent
+        if client in resend:
+            (item, attempt), now = resend.pop(client), clock[0]
+        else:
+            sent = next(schedules[client], None)
+            if sent is None:  # past the end: this client is done
+                continue
+            (now, item), attempt = sent, 0
         pod = next(turn) % n_pods  # the generator's round robin, in send order
         code, latency = keys.step(item, now, pod)
-        rows.append((now, item, pod, client, code, latency))
-        heapq.heappush(ready, (now + latency + pause, client))
-    cols = list(zip(*rows, strict=True)) if rows else [()] * 6
+        rows.append((now, item, pod, client, code, latency, attempt))
+        if latency > timeout:  # it gives up; the request runs on in its pod
+            heapq.heappush(ready, (now + timeout + pause, client))
+        elif code == CODES.index("error") and retried(503, "", attempt, load):
+            delay = backoff_s(attempt, load.backoff_ms, load.backoff_cap_ms, backoff[client])
+            resend[client] = item, attempt + 1
+            heapq.heappush(ready, (now + latency + delay, client))
+        else:
+            heapq.heappush(ready, (now + latency + pause, client))
+    cols = list(zip(*rows, strict=True)) if rows else [()] * 7
     traces = {item: trace for item, (_, trace) in keys.walks.items()}
     return Stepped(
         np.asarray(cols[0], float),
@@ -195,4 +218,5 @@ def closed_loop(
         np.asarray(cols[5], float),
         traces,
         keys.origin,
+        np.asarray(cols[6], np.int64),
     )

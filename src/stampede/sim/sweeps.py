@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from stampede.sim.backend import poisson_key
+from stampede.sim.backend import poisson_key, simulate
 from stampede.sim.fleet import fleet, zipf_rates
 from stampede.sim.timing import MEASURED, ZERO, Timing
 
@@ -23,6 +23,7 @@ __all__ = [
     "herd_sweep",
     "jitter_sweep",
     "local_lock_sweep",
+    "origin_limit_sweep",
     "redis_cost_sweep",
     "xfetch_head_start_sweep",
     "zipf_top_rate",
@@ -219,3 +220,44 @@ def fleet_table(strategies: Iterable[tuple[str, dict[str, Any]]], **scale: Any) 
             }
         )
     return pd.DataFrame(rows).set_index("strategy")
+
+
+def origin_limit_sweep(
+    strategies: Iterable[str],
+    limits: Iterable[int | None],
+    *,
+    clients: int,
+    think_ms: float,
+    **params: Any,
+) -> pd.DataFrame:
+    """Each strategy against an origin limited to N reads at once, open and closed loop.
+
+    One simulated lab run (``params``: the lab's) per strategy, limit (None: no limit, the
+    lab's origin) and pacing: the open loop at ``params``' rate, the closed loop with
+    ``clients`` clients thinking ``think_ms``. A row: what was sent, read and waited for, the
+    mean answer and the client's timeouts (the generator's ``request_timeout_s``).
+    """
+    rows = []
+    for name in strategies:
+        for limit in limits:
+            for pacing in ("open", "closed"):
+                loop: dict[str, Any] = {}  # the open loop: params' rate
+                if pacing == "closed":
+                    loop = {"pacing": "closed", "clients": clients, "think_ms": think_ms}
+                result = simulate(name, origin_limit=limit, **params, **loop)
+                s, records = result.summary, result.records
+                answered = records[records["status"] > 0]
+                rows.append(
+                    {
+                        "strategy": name,
+                        "pacing": pacing,
+                        "origin_limit": limit,
+                        "rps": s["rps"],
+                        "origin_reads": s["origin_reads"],
+                        "hot_reads_per_window_mean": s["hot_reads_per_window_mean"],
+                        "origin_wait_ms_mean": s["sim"].get("origin_wait_ms_mean", 0.0),
+                        "mean_answer_ms": float(answered["latency_ms"].mean()),
+                        "timeouts": s["accounting"]["timeouts"],
+                    }
+                )
+    return pd.DataFrame(rows)
