@@ -32,6 +32,7 @@ from stampede.errors import ConfigError
 from stampede.registry import strategy_names
 
 __all__ = [
+    "PRIMARY_KILL_ROOM_S",
     "Fault",
     "LabConfig",
     "LoadConfig",
@@ -128,12 +129,31 @@ class Fault(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    kind: Literal["redis_restart", "pod_kill"] = Field(description="what breaks")
+    kind: Literal["redis_restart", "pod_kill", "primary_kill"] = Field(description="what breaks")
     at_s: float = Field(gt=0, le=3600, description="when, s after the load starts")
     down_s: float | None = Field(
         1.0, ge=0, le=600, description="how long it stays down (pod_kill: None = for good)"
     )
     pod: int = Field(0, ge=0, le=15, description="pod_kill: which pod, 0-based")
+    after_lock_s: float | None = Field(
+        None,
+        ge=0,
+        le=60,
+        description="primary_kill: from at_s wait for the hot key's lock, then this long",
+    )
+
+    @model_validator(mode="after")
+    def _fields_of_its_kind(self) -> Fault:
+        if self.kind == "primary_kill" and "down_s" in self.model_fields_set:
+            raise ValueError("primary_kill does not restart the node (its replica takes over)")
+        if self.kind != "primary_kill" and self.after_lock_s is not None:
+            raise ValueError(f"after_lock_s is a primary_kill field, not one of {self.kind}")
+        return self
+
+
+# primary_kill: time left in the load after the kill for the replica's promotion (measured
+# 4-6.5 s at the lab's 2 s cluster-node-timeout) and a refresh after it
+PRIMARY_KILL_ROOM_S = 8.0
 
 
 def check_schedule(faults: Sequence[Fault], duration_s: float) -> None:
@@ -141,6 +161,15 @@ def check_schedule(faults: Sequence[Fault], duration_s: float) -> None:
     for fault in faults:
         if fault.kind == "redis_restart" and fault.down_s is None:
             raise ConfigError("redis_restart needs down_s (seconds Redis stays down)")
+        if fault.kind == "primary_kill":
+            end = fault.at_s + (fault.after_lock_s or 0.0) + PRIMARY_KILL_ROOM_S
+            if end >= duration_s:
+                raise ConfigError(
+                    f"fault primary_kill at {fault.at_s:g} s leaves less than "
+                    f"{PRIMARY_KILL_ROOM_S:g} s of load ({duration_s:g} s) for the promotion; "
+                    f"valid: at_s + after_lock_s + {PRIMARY_KILL_ROOM_S:g} < duration_s"
+                )
+            continue
         end = fault.at_s + (fault.down_s or 0.0)
         if end >= duration_s:
             raise ConfigError(
@@ -172,6 +201,14 @@ class LabConfig(BaseModel):
             raise ValueError("redis_replicas needs redis_cluster (replicas of cluster primaries)")
         if self.redis_cluster and any(f.kind == "redis_restart" for f in self.faults):
             raise ValueError("redis_restart restarts one redis-server; not with redis_cluster")
+        if any(f.kind == "primary_kill" for f in self.faults) and not (
+            self.redis_cluster and self.redis_replicas
+        ):
+            raise ValueError(
+                "primary_kill kills a Redis Cluster primary for its replica to take over; "
+                f"it needs redis_cluster >= 3 and redis_replicas=1 (got redis_cluster="
+                f"{self.redis_cluster}, redis_replicas={self.redis_replicas})"
+            )
         for fault in self.faults:
             if fault.pod >= self.pods:
                 raise ValueError(

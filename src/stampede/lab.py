@@ -178,6 +178,7 @@ class Lab:
         self.redis_nodes = 1  # redis-server processes before the pods in ``processes``
         self._origin: Path | None = None
         self.dead: set[int] = set()  # indexes of pods killed by kill_pod and not restarted
+        self.dead_redis: set[str] = set()  # cluster nodes killed by kill_redis_node
         self._spawner: ThreadPoolExecutor | None = None
         if self.processes:
             atexit.register(self.stop)
@@ -401,13 +402,65 @@ class Lab:
         with self.redis() as client:
             return _calls(client.info("commandstats"))
 
-    def commandstats_by_node(self) -> dict[str, dict[str, int]]:
-        """Each primary's call counts by ``host:port`` (one, ``"redis"``, without a cluster)."""
+    def commandstats_by_node(self, *, replicas: bool = False) -> dict[str, dict[str, int]]:
+        """Each primary's call counts by ``host:port`` (one, ``"redis"``, without a cluster).
+
+        On a cluster this lab started, each node it started is asked directly: a node killed
+        by :meth:`kill_redis_node` is left out (its counts died with it), a replica promoted
+        since is a primary and counted (its counts include the writes it applied from its
+        primary's replication stream while it was a replica). ``replicas=True`` adds the
+        replicas, so a count taken before a failover has the node that will be promoted.
+        """
         if not self.cluster:
             return {SINGLE_NODE: self.commandstats()}
-        with self.redis() as client:
-            infos = client.info("commandstats", target_nodes=redis.RedisCluster.PRIMARIES)
-        return {str(node): _calls(info) for node, info in sorted(infos.items())}
+        if not self.redis_node_names():  # attached: redis-py's map of the primaries
+            with self.redis() as client:
+                infos = client.info("commandstats", target_nodes=redis.RedisCluster.PRIMARIES)
+            return {str(node): _calls(info) for node, info in sorted(infos.items())}
+        found: dict[str, dict[str, int]] = {}
+        for name in self.redis_node_names():
+            if name in self.dead_redis:
+                continue
+            with self.node_client(name) as node:
+                if replicas or node.info("replication")["role"] == "master":
+                    found[name] = _calls(node.info("commandstats"))
+        return found
+
+    def redis_node_names(self) -> list[str]:
+        """``host:port`` of every cluster node this lab started, killed ones included."""
+        return [
+            f"127.0.0.1:{p.name.removeprefix('redis-')}"
+            for p in self.processes[: self.redis_nodes]
+            if p.name.startswith("redis-") and p.name != "redis-server"
+        ]
+
+    def node_client(self, name: str) -> _NodeClient:
+        """A plain client of one node ``host:port`` (no slot routing), with the lab's secret."""
+        host, port = name.rsplit(":", 1)
+        return redis.Redis(host=host, port=int(port), password=self.secret, socket_timeout=2)
+
+    def primary_of(self, key: str) -> str:
+        """Who serves ``key``'s slot now, asked of the live nodes this lab started.
+
+        Unlike :meth:`node_of` (redis-py's map, which can name a dead primary until a
+        ``MOVED`` corrects it), this reads ``CLUSTER SLOTS`` from a node that says
+        ``cluster_state:ok``; ``""`` while none does (the slot has no primary yet).
+        """
+        names = [n for n in self.redis_node_names() if n not in self.dead_redis]
+        if not names:
+            return self.node_of(key)
+        slot = redis.crc.key_slot(key.encode())
+        for name in names:
+            try:
+                with self.node_client(name) as node:
+                    if node.cluster("info")["cluster_state"] != "ok":
+                        continue
+                    for start, end, primary, *_ in node.execute_command("CLUSTER", "SLOTS"):
+                        if start <= slot <= end:
+                            return f"127.0.0.1:{primary[1]}"  # every node binds loopback
+            except redis.RedisError:
+                continue
+        return ""
 
     def node_of(self, key: str) -> str:
         """The name :meth:`commandstats_by_node` gives the primary that serves ``key``."""
@@ -488,6 +541,7 @@ class Lab:
         with contextlib.suppress(ProcessLookupError):
             os.kill(found[0].pid, signal.SIGKILL)
         found[0].popen.wait()
+        self.dead_redis.add(node)
         return time.time()
 
     def _spawn(self, start: Callable[..., T], *args: Any, **kwargs: Any) -> T:
@@ -551,6 +605,7 @@ class Lab:
         return f"Lab(pods={self.pods}, redis={auth.redacted(self.redis_url)!r})"
 
 
+_NodeClient = redis.Redis  # inside Lab, `redis` names its method
 SINGLE_NODE = "redis"  # the one node of a lab without a cluster, in per-node figures
 
 

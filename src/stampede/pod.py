@@ -101,8 +101,14 @@ log = logging.getLogger(__name__)
 RETRY_AFTER = (b"retry-after", b"1")
 # Failing open is for a Redis that cannot be reached. One that answers with an error (OOM,
 # READONLY after a failover, a script error) is misconfigured or overloaded: reading the
-# origin around it would hide that, so those are 503s.
-UNREACHABLE = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
+# origin around it would hide that, so those are 503s. CLUSTERDOWN is the exception: a live
+# node saying that a slot has no primary (one died, its replica is not promoted yet) is a
+# Redis that cannot be reached for that key, and the failover ends it within seconds.
+UNREACHABLE = (
+    redis.exceptions.ConnectionError,
+    redis.exceptions.TimeoutError,
+    redis.exceptions.ClusterDownError,
+)
 REDIS_LOG_EVERY_S = 1.0  # one warning per error type and second: an outage must not flood the log
 WARM_REDIS_CONNECTIONS = 32  # a pod's concurrent Redis commands at a busy expiry
 ITEMS_PREFIX = "/items/"

@@ -241,9 +241,13 @@ def _measure(
     faults: Sequence[Fault] = (),
 ) -> RunResult:
     lab.configure(config)
-    hot_node = lab.node_of(CacheStore.key(params["hot_item"]))
-    before = lab.commandstats_by_node()
-    injector = FaultInjector(lab, faults)
+    hot_key = CacheStore.key(params["hot_item"])
+    hot_node = lab.node_of(hot_key)
+    # replicas too: one promoted during the run is a primary in `after` and needs its start
+    failover = any(f.kind == "primary_kill" for f in faults)
+    before = lab.commandstats_by_node(replicas=failover)
+    primaries_before = set(lab.commandstats_by_node()) if failover else set(before)
+    injector = FaultInjector(lab, faults, hot_item=params["hot_item"], duration_s=load.duration_s)
     try:
         with MachineMeter() as machine:
             records, sent, start = _drive(lab, load, progress, on_start=injector.start)
@@ -276,15 +280,25 @@ def _measure(
             "the pods' own outcome counts disagree with the answers the load generator got: "
             + "; ".join(problems)
         )
-    if faults:
-        summary["faults"] = {"events": events, "report": fault_report(records, reads, events)}
     counters: dict[str, int] = {}
     for s in stats:
         for k, v in s["counters"].items():
             counters[k] = counters.get(k, 0) + v
+    if faults:
+        report = fault_report(records, reads, events)
+        for entry in report:
+            if entry["kind"] == "primary_kill":  # the run's count: refusals come after, too
+                entry["fence_refused"] = counters.get("fence_refused", 0)
+        summary["faults"] = {"events": events, "report": report}
     injected = bool(faults) or config.origin_error_rate > 0 or config.origin_slow_rate > 0
     summary["unexpected"] = unexpected(records, counters, injected)
     by_node = {node: coordination(before.get(node, {}), now) for node, now in after.items()}
+    # a killed primary's counts died with it; a promoted replica's include the writes it
+    # applied from its primary's replication stream before the promotion
+    summary["redis_shards_lost"] = sorted(lab.dead_redis)
+    summary["redis_shards_promoted"] = sorted(n for n in after if n not in primaries_before)
+    if hot_node in lab.dead_redis:
+        hot_node = lab.primary_of(hot_key)  # the hot key's shard is the promoted one now
     commands = dict(sum(map(Counter, by_node.values()), Counter()))
     summary["redis_commands"] = sum(commands.values())
     summary["redis_commands_by_shard"] = {n: sum(c.values()) for n, c in by_node.items()}
