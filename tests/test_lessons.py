@@ -36,6 +36,7 @@ OFF_DEFAULTS: list[dict[str, Any]] = [
     {},
     {"pods": 6, "origin_latency_ms": 100.0, "rate": 200.0},
     {"origin_latency_ms": 500.0, "rate": 760.0},
+    {"pods": 2, "origin_latency_ms": 50.0, "rate": 100.0},  # the exercises' fast origin, low rate
 ]
 
 # the chapters whose runs the simulator models (the faults of 7 and the libraries of 8 need
@@ -45,9 +46,17 @@ SIMULATED = [
 ]  # fmt: skip
 
 # (chapter, overrides) -> the claim that fails there, for a reason in the chapter, not the
-# lesson; each entry must keep failing until the chapter is fixed. None today: chapter 0's
-# waiter cap counted the cold keys' waiters at a 500 ms origin until it measured the hot key's.
-KNOWN_FAILURES: dict[tuple[str, str], str] = {}
+# lesson; each entry must keep failing until the chapter is fixed. Chapter 0's waiter cap counted
+# the cold keys' waiters at a 500 ms origin until it measured the hot key's (fixed).
+KNOWN_FAILURES: dict[tuple[str, str], str] = {
+    # at 100 req/s the closed loop's 50 clients think ~500 ms, all start at once and stay in step
+    # (a fixed think time): their herds come in cohorts (48 reads in the first window, 11.5 on
+    # average against the open loop's 5.5 and 1 + λ_hot·L = 5.75); chapter 0 does not teach that
+    (
+        "00_measuring",
+        repr(OFF_DEFAULTS[3]),
+    ): "below the cap the two loops' herds agree",
+}
 
 # chapter -> (its strategy, words of the main claim that must fail for naive)
 LESSONS = {
