@@ -76,17 +76,12 @@ html: figures  ## build the HTML book from the executed chapters
 book: html browser  ## THE MAIN JOB: regenerate every figure and build the book
 	@echo "book built: book/_build/html/index.html"
 
-# Jupyter runs in the background and the shell turns Ctrl-C into its SIGTERM: without a tty,
-# Jupyter meets SIGINT as a KeyboardInterrupt that a busy moment (a kernel shutting down) can
-# swallow, and with one it asks to confirm; SIGTERM stops it at once, every time.
 lab: setup  ## JupyterLab with the lab running; Ctrl-C stops both (LAB_ARGS: more jupyter lab options)
 	@lab="$$($(BIN)/stampede lab up --json)" || exit 1; \
 	  trap '$(BIN)/stampede lab down > /dev/null' EXIT; trap 'exit 130' INT TERM; \
 	  eval "$$(printf '%s' "$$lab" | $(BIN)/python -c 'import json,sys; s=json.load(sys.stdin); print("export STAMPEDE_POD_URLS=" + ",".join(s["pods"]) + " STAMPEDE_REDIS_URL=" + s["redis"] + " STAMPEDE_LAB_SECRET=" + s["secret"])')"; \
 	  root=""; if [ "$$(id -u)" -eq 0 ]; then root="--allow-root"; fi; \
-	  jupyter=""; trap '[ -z "$$jupyter" ] || { kill -TERM $$jupyter 2> /dev/null; wait $$jupyter; }; exit 130' INT TERM; \
-	  $(BIN)/jupyter lab $$root $(LAB_ARGS) chapters/ & jupyter=$$!; \
-	  wait $$jupyter
+	  $(BIN)/jupyter lab $$root $(LAB_ARGS) chapters/
 
 clean:  ## remove builds, cached runs and lab logs (keeps the virtualenv)
 	rm -rf book/_build book/figures data/runs data/lab
