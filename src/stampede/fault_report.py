@@ -58,6 +58,19 @@ def recovery_s(records: pd.DataFrame, t_up: float) -> float:
     return float(after["t"].max() - t_up) if len(after) else 0.0
 
 
+def _outage(records: pd.DataFrame, t0: float, t1: float) -> dict[str, Any]:
+    """The figures every outage entry has: its span, what was sent in it, the recovery after."""
+    during = records[(records["t"] >= t0) & (records["t"] < t1)]
+    return {
+        "down_at_s": t0,
+        "up_at_s": t1,
+        "requests_during": len(during),
+        "errors_during": int(((during["status"] == 0) | (during["status"] >= 500)).sum()),
+        "fail_open_during": int((during["outcome"] == Outcome.FAIL_OPEN).sum()),
+        "recovery_s": recovery_s(records, t1),
+    }
+
+
 def fault_report(
     records: pd.DataFrame, reads: pd.DataFrame, events: Sequence[dict[str, Any]]
 ) -> list[dict[str, Any]]:
@@ -87,12 +100,7 @@ def fault_report(
         during = records[(records["t"] >= t0) & (records["t"] < t1)]
         entry: dict[str, Any] = {
             "kind": "redis_restart" if name == "redis_up" else "pod_kill",
-            "down_at_s": t0,
-            "up_at_s": t1,
-            "requests_during": len(during),
-            "errors_during": int(((during["status"] == 0) | (during["status"] >= 500)).sum()),
-            "fail_open_during": int((during["outcome"] == Outcome.FAIL_OPEN).sum()),
-            "recovery_s": recovery_s(records, t1),
+            **_outage(records, t0, t1),
         }
         if name == "redis_up":
             started = reads[(reads["t"] >= t0) & (reads["t"] < t1)]
@@ -159,18 +167,13 @@ def failover_entry(
         "node": killed["node"],
         "promoted": promoted["node"],
         "lock_held_at_s": None if lock_held is None else lock_held["t"],
-        "down_at_s": t0,
-        "up_at_s": t1,
+        **_outage(records, t0, t1),
         "promotion_s": t1 - t0,
         "lock_pttl_at_kill_ms": killed.get("lock_pttl_ms"),
         "lock_pttl_promoted_ms": promoted.get("lock_pttl_ms"),
-        "requests_during": len(during),
-        "errors_during": int(((during["status"] == 0) | (during["status"] >= 500)).sum()),
-        "fail_open_during": int((during["outcome"] == Outcome.FAIL_OPEN).sum()),
         "outcomes_during": {str(k): int(v) for k, v in during["outcome"].value_counts().items()},
         "origin_reads_during": int(((reads["t"] >= t0) & (reads["t"] < t1)).sum()),
         "hot_origin_reads_during": int(((hot_reads["t"] >= t0) & (hot_reads["t"] < t1)).sum()),
         "hot_origin_reads_failover": len(window),
         "hot_cached_again_s": back - t1,
-        "recovery_s": recovery_s(records, t1),
     }
