@@ -74,6 +74,14 @@ def test_fail_open_alone_is_reported_with_the_advice() -> None:
     assert ADVICE in checks.explain("x", 1, 2, [summary])
 
 
+def test_fail_open_names_the_redis_errors_and_is_silent_when_a_fault_was_injected() -> None:
+    seen = {"fail_open": 2, "redis_errors:TimeoutError": 2, "injected": False}
+    summary = {"outcomes": {"fail_open": 2}, "unexpected": seen}
+    assert "(2 TimeoutError)" in checks.explain("x", 1, 2, [summary])
+    injected = {**summary, "unexpected": {**seen, "injected": True}}
+    assert checks.machine_notes([injected]) == []
+
+
 def test_nan_never_passes() -> None:
     for check in (
         lambda: checks.at_least(math.nan, 0, "a figure"),

@@ -25,7 +25,7 @@ from stampede.cache import CacheStore
 from stampede.config import Fault, LabConfig, StrategyConfig
 from stampede.envelope import Entry
 from stampede.errors import ConfigError, OriginError
-from stampede.fault_report import max_concurrency, recovery_s
+from stampede.fault_report import fault_report, max_concurrency, recovery_s
 from stampede.lab import Lab
 from stampede.load import backoff_s
 from stampede.metrics import accounting
@@ -76,7 +76,8 @@ def test_redis_restart_fails_open_within_the_bound_and_recovers(fault_lab: Lab) 
     assert report["fail_open_during"] > 0, "requests were served while Redis was down"
     assert report["errors_during"] == 0
     bound = StrategyConfig().fail_open_concurrency * len(fault_lab.pods)
-    assert report["origin_concurrency_max"] <= bound
+    assert report["fail_open_concurrency_max"] <= bound
+    assert 0 < report["fail_open_reads_during"] <= report["origin_reads_during"]
     assert report["recovery_s"] <= 1.0
     records = result.records
     after = records[records["t"] >= report["up_at_s"] + 1.0]
@@ -335,6 +336,23 @@ def test_fault_pure_functions() -> None:
          "outcome": ["error", "error", "hit", "fail_open"]}
     )  # fmt: skip
     assert recovery_s(records, 2.0) == pytest.approx(1.0)
+
+
+def test_the_fail_open_bound_counts_fail_open_reads_alone() -> None:
+    # Redis down 1.0-3.0 s as the injector saw it; the pods saw it back at 2.5 s and refilled
+    # the empty cache through their strategy: those reads overlap the fail-open ones.
+    records = pd.DataFrame(
+        {"t": [1.5, 2.6], "status": [200, 200], "outcome": ["fail_open", "miss"],
+         "error": ["", ""]}
+    )  # fmt: skip
+    reads = pd.DataFrame(
+        {"t": [1.2, 1.3, 2.6, 2.7, 2.8], "start": [1.2, 1.3, 2.6, 2.7, 2.8],
+         "end": [2.9, 2.9, 3.1, 3.1, 3.1], "fail_open": [True, True, False, False, False]}
+    )  # fmt: skip
+    events = [{"t": 1.0, "event": "redis_down"}, {"t": 3.0, "event": "redis_up"}]
+    (entry,) = fault_report(records, reads, events)
+    assert (entry["origin_reads_during"], entry["origin_concurrency_max"]) == (5, 5)
+    assert (entry["fail_open_reads_during"], entry["fail_open_concurrency_max"]) == (2, 2)
 
 
 @pytest.mark.parametrize(

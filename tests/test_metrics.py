@@ -362,6 +362,7 @@ def test_a_pod_count_off_by_one_either_way_is_a_mismatch() -> None:
     never_counted = {0: {"hit": 2, "not_found": 1}}
     (problem,) = outcome_mismatches(answers(), never_counted)
     assert "answers the pod never counted: {'miss': 1}" in problem
+    assert "(first: t=0.30 s item 1 status 200)" in problem
     beyond_the_slack = {1: {"hit": 3}}  # two extra for one unanswered request
     assert len(outcome_mismatches(answers(), beyond_the_slack)) == 1
     a_404_counted_as_a_miss = {0: {"hit": 2, "miss": 2}}

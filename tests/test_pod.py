@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
+import redis.asyncio
 
 from stampede import auth, paths, procs
 from stampede.cache import CacheStore
-from stampede.config import StrategyConfig
+from stampede.config import PodSettings, StrategyConfig
 from stampede.lab import Lab, pod_command, pod_env
 from stampede.load import server_ms
+from stampede.pod import MAX_REDIS_CONNECTIONS, PodState, serve_item
 from stampede.source import code_version
 from tests.helpers import bearer
 
@@ -106,8 +110,8 @@ def test_stats_shape_and_origin_log(http: httpx.Client) -> None:
     assert stats["config"]["strategy"] == "single_flight"
     assert stats["outcomes"] == {"miss": 1, "hit": 1}
     assert stats["counters"]["origin_calls"] == 1
-    [(start, end, item, ok)] = stats["reads"]
-    assert (item, ok) == (5, True)
+    [(start, end, item, ok, fail_open)] = stats["reads"]
+    assert (item, ok, fail_open) == (5, True, False)
     assert start <= end
 
 
@@ -251,3 +255,44 @@ def test_a_pod_without_a_secret_keeps_admin_closed(lab: Lab, tmp_path: Path) -> 
             assert "started without STAMPEDE_LAB_SECRET" in one_line_detail(resp)
     finally:
         pod.stop()
+
+
+async def test_a_herd_of_commands_waits_for_a_bounded_pool(
+    redis_url: str, origin_file: Path
+) -> None:
+    # three times the pool's size of commands at once, each holding its connection 0.2 s (as
+    # a burst of polling waiters would, briefly): they queue for connections, none opens more
+    state = PodState(PodSettings(redis_url=redis_url, origin_path=origin_file))
+    herd = 3 * MAX_REDIS_CONNECTIONS
+    observer = redis.asyncio.Redis.from_url(redis_url)
+    try:
+        before = (await observer.info("clients"))["connected_clients"]
+        waits = asyncio.gather(*(state.redis.blpop(["no-such-list"], 0.2) for _ in range(herd)))
+        await asyncio.sleep(0.1)
+        during = (await observer.info("clients"))["connected_clients"]
+        assert await waits == [None] * herd
+        assert during - before <= MAX_REDIS_CONNECTIONS
+        assert state.redis.round_trips == herd
+    finally:
+        await state.redis.aclose()
+        await observer.aclose()
+
+
+async def test_an_unhandled_exception_is_a_counted_500(
+    redis_url: str, origin_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # a bug in a strategy or a peer library: the generator's 500 and the pod's count agree
+    state = PodState(PodSettings(redis_url=redis_url, origin_path=origin_file))
+
+    async def broken(item: int, load: Any) -> Any:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(state.strategy, "get", broken)
+    try:
+        answer = await serve_item(5, state)
+    finally:
+        await state.redis.aclose()
+    assert answer.status == 500 and (b"x-cache", b"error") in answer.headers
+    assert b"RuntimeError" in answer.body
+    assert state.outcomes == {"error": 1}
+    assert state.strategy.counters["unhandled_errors:RuntimeError"] == 1

@@ -59,15 +59,22 @@ def machine_notes(runs: Sequence[Any]) -> list[str]:
     for i, run in enumerate(runs):
         summary = _summary(run)
         machine = summary.get("machine") or {}
+        unexpected = summary.get("unexpected") or {}
         fail_open = (summary.get("outcomes") or {}).get("fail_open", 0)
         if machine.get("machine_bound"):
             reasons = "; ".join(machine.get("reasons") or ["no reason recorded"])
             notes.append(f"{_name(run, i)} measured the machine, not the lab: {reasons}")
             advice = machine.get("advice") or advice
-        if fail_open:
+        if fail_open and not unexpected.get("injected"):  # an injected fault's are expected
+            seen = ", ".join(
+                f"{count} {kind.removeprefix('redis_errors:')}"
+                for kind, count in unexpected.items()
+                if kind.startswith("redis_errors:")
+            )
             notes.append(
-                f"{_name(run, i)} answered {fail_open} request(s) fail_open: a Redis call "
-                "failed or timed out, which in this lab means the machine was overloaded"
+                f"{_name(run, i)} answered {fail_open} request(s) fail_open with no fault "
+                f"injected: a Redis call failed or timed out ({seen or 'see the pods log'}), "
+                "which in this lab comes from an overloaded machine"
             )
             advice = advice or str(machine.get("advice") or "")
     if notes:

@@ -2,9 +2,10 @@
 
 Pure functions of the run's records and origin reads (seconds since the run start, like the
 other metrics in :mod:`stampede.metrics`) and the injector's timeline of events: errors and
-fail-open answers during each outage, the origin's concurrency while Redis was down, and the
-recovery time. A ``primary_kill`` outage runs from the kill to the replica's promotion; its
-entry (:func:`failover_entry`) adds what the hot key paid for it.
+fail-open answers during each outage, the origin's concurrency while Redis was down (all reads,
+and the fail-open ones the pods bound), and the recovery time. A ``primary_kill`` outage runs
+from the kill to the replica's promotion; its entry (:func:`failover_entry`) adds what the hot
+key paid for it.
 """
 
 from __future__ import annotations
@@ -38,6 +39,10 @@ def max_concurrency(intervals: Iterable[tuple[float, float]]) -> int:
         current += step
         best = max(best, current)
     return best
+
+
+def _spans(reads: pd.DataFrame) -> Iterable[tuple[float, float]]:
+    return zip(reads["start"], reads["end"], strict=True)
 
 
 def _degraded(records: pd.DataFrame) -> pd.Series:
@@ -103,10 +108,16 @@ def fault_report(
             **_outage(records, t0, t1),
         }
         if name == "redis_up":
+            # every read that started in the outage, and the fail-open ones alone: the bound
+            # (fail_open_concurrency per pod) is on those. A pod that sees Redis back before
+            # the injector does reads through its strategy again (Redis restarted empty, so
+            # every key misses), and those reads start inside the span too.
             started = reads[(reads["t"] >= t0) & (reads["t"] < t1)]
-            spans = zip(started["start"], started["end"], strict=True)
+            fail_open = started[started["fail_open"]]
             entry["origin_reads_during"] = len(started)
-            entry["origin_concurrency_max"] = max_concurrency(spans)
+            entry["origin_concurrency_max"] = max_concurrency(_spans(started))
+            entry["fail_open_reads_during"] = len(fail_open)
+            entry["fail_open_concurrency_max"] = max_concurrency(_spans(fail_open))
         else:
             entry["pod"] = event["pod"]
             entry["connect_errors_during"] = int((during["error"] == "connect").sum())

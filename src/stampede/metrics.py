@@ -33,8 +33,8 @@ Definitions, used everywhere:
   of a run; a run without injected faults that saw any is *marked* (:func:`unexpected`).
 
 Inputs are two tidy frames: ``records`` (one row per request, :data:`stampede.load.RECORD_FIELDS`
-plus ``t``, seconds since the run start) and ``reads`` (``start``, ``end``, ``item``, ``ok``,
-``pod``, plus ``t``).
+plus ``t``, seconds since the run start) and ``reads`` (:data:`stampede.origin.READ_FIELDS`,
+plus ``t``).
 """
 
 from __future__ import annotations
@@ -278,8 +278,22 @@ def outcome_mismatches(
                 f"pod {pod} counted {dict(sorted(counted.items()))}, the generator got "
                 f"{dict(sorted(got.items()))} and {unanswered} unanswered"
                 + (f"; answers the pod never counted: {short}" if short else "")
+                + _first_answers(answered[outcome.isin(list(short))])
             )
     return problems
+
+
+def _first_answers(answers: pd.DataFrame, limit: int = 3) -> str:
+    """The first few answers as ``t=1.23 s item 1 status 500``: where to look in the pod's log."""
+    if answers.empty:
+        return ""
+    when = "t" if "t" in answers else "t_send"
+    shown = ", ".join(
+        f"t={row[when]:.2f} s item {row['item']} status {row['status']}"
+        + (f" ({row['error']})" if row["error"] else "")
+        for _, row in answers.head(limit).iterrows()
+    )
+    return f" (first: {shown})"
 
 
 def unexpected(

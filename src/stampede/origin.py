@@ -15,7 +15,7 @@ import os
 import random
 import sqlite3
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import aiosqlite
@@ -23,7 +23,7 @@ import aiosqlite
 from stampede.envelope import json_bytes
 from stampede.errors import ItemNotFound, OriginError
 
-__all__ = ["Origin", "OriginRead", "build_origin", "ensure_origin"]
+__all__ = ["READ_FIELDS", "READ_TYPES", "Origin", "OriginRead", "build_origin", "ensure_origin"]
 
 SCHEMA = """
 CREATE TABLE items (
@@ -84,16 +84,24 @@ class OriginRead:
     """One SELECT against the origin, as the pod saw it (epoch seconds).
 
     ``end`` is ``None`` (and ``ok`` ``False``) while the read is still in flight.
+    ``fail_open`` marks a read the pod made around a Redis it could not reach (bounded by
+    ``fail_open_concurrency``), not through its strategy.
     """
 
     start: float
     end: float | None
     item: int
     ok: bool
+    fail_open: bool = False
 
     @property
     def in_flight(self) -> bool:
         return self.end is None
+
+
+# A run's ``reads`` frame (the runner's and the simulator's): one row per OriginRead, and its pod
+READ_FIELDS = [*(f.name for f in fields(OriginRead)), "pod"]
+READ_TYPES = {"start": float, "end": float, "item": int, "ok": bool, "fail_open": bool}
 
 
 class Origin:
@@ -132,29 +140,30 @@ class Origin:
             await self._db.close()
             self._db = None
 
-    async def read(self, item: int) -> bytes:
+    async def read(self, item: int, *, fail_open: bool = False) -> bytes:
         """One slow SELECT: the row as JSON bytes, or :class:`ItemNotFound`, :class:`OriginError`.
 
         With ``timeout_s`` set, a read that takes longer is abandoned and raises
         :class:`OriginError` (logged as a failed read), as a pod's database client would.
+        ``fail_open`` tags the read in the log (see :class:`OriginRead`).
         """
         if self.timeout_s is None:
-            return await self._read(item)
+            return await self._read(item, fail_open)
         try:
-            return await asyncio.wait_for(self._read(item), self.timeout_s)
+            return await asyncio.wait_for(self._read(item, fail_open), self.timeout_s)
         except TimeoutError:
             raise OriginError(
                 f"origin read of item {item} timed out after {self.timeout_s:g} s"
             ) from None
 
-    async def _read(self, item: int) -> bytes:
+    async def _read(self, item: int, fail_open: bool) -> bytes:
         if self._db is None:
             raise OriginError("origin is not open")
         start = time.time()
         ok = False
         self._serial += 1
         serial = self._serial
-        self._in_flight[serial] = OriginRead(start, None, item, False)
+        self._in_flight[serial] = OriginRead(start, None, item, False, fail_open)
         try:
             delay = self.latency_s
             if self.slow_rate and self.rng.random() < self.slow_rate:
@@ -172,7 +181,7 @@ class Origin:
             raise OriginError(f"origin read of item {item} failed: {exc}") from exc
         finally:
             if self._in_flight.pop(serial, None) is not None:  # not cleared meanwhile
-                self.reads.append(OriginRead(start, time.time(), item, ok))
+                self.reads.append(OriginRead(start, time.time(), item, ok, fail_open))
 
 
 if __name__ == "__main__":  # `python -m stampede.origin [PATH] [--items N]`: before compose up

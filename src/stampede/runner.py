@@ -52,6 +52,7 @@ from stampede.metrics import (
     summarize,
     unexpected,
 )
+from stampede.origin import READ_FIELDS, READ_TYPES
 from stampede.registry import strategy_class
 from stampede.run_lock import START_STOP_S, Holder, run_lock
 from stampede.source import code_version
@@ -261,8 +262,8 @@ def _measure(
     after = lab.commandstats_by_node()
     reads = pd.DataFrame(
         [(*r, s["pod"]) for s in stats for r in s["reads"]],
-        columns=["start", "end", "item", "ok", "pod"],
-    ).astype({"start": float, "end": float, "item": int, "ok": bool})
+        columns=READ_FIELDS,
+    ).astype(READ_TYPES)
     reads["in_flight"] = reads["end"].isna()  # still reading after IN_FLIGHT_WAIT_S: kept
     reads["t"] = reads["start"] - start
     records["t"] = records["t_send"] - start

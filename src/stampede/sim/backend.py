@@ -28,6 +28,7 @@ from stampede.errors import ConfigError
 from stampede.lab import SINGLE_NODE
 from stampede.load import RECORD_FIELDS, poisson_schedule
 from stampede.metrics import RunShape, summarize, unexpected
+from stampede.origin import READ_FIELDS, READ_TYPES
 from stampede.runner import RunResult, split_params
 from stampede.sim.keymodel import CODES, KeyTrace, decision_strategy, model_of, simulate_key
 from stampede.sim.online import check_origin_limit, closed_loop, open_loop
@@ -267,8 +268,8 @@ def _result(
     records["t"] = records["t_send"]
     rows = np.concatenate(reads) if reads else np.empty((0, 4))
     frame = pd.DataFrame(rows, columns=["start", "end", "item", "pod"])
-    frame = frame.assign(ok=True)[["start", "end", "item", "ok", "pod"]]
-    frame = frame.astype({"start": float, "end": float, "item": int, "ok": bool, "pod": int})
+    frame = frame.assign(ok=True, fail_open=False)[READ_FIELDS]
+    frame = frame.astype({**READ_TYPES, "pod": int})
     frame["t"] = frame["start"]
     frame = frame.sort_values("start", ignore_index=True)
     summary = summarize(records, frame, RunShape.of(params), sent=len(records))
