@@ -226,6 +226,10 @@ class MakeLab:
         return jupyter_answers(self.base, self.token)
 
 
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @contextlib.contextmanager
 def make_lab(tmp_path: Path) -> Iterator[MakeLab]:
     """``make lab`` headless, as a student runs it, in its own process group; stopped after.
@@ -255,6 +259,9 @@ def make_lab(tmp_path: Path) -> Iterator[MakeLab]:
         make = subprocess.Popen(
             cmd, cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=out,
             start_new_session=True,  # its own process group, which Ctrl-C signals as a whole
+            # a terminal's default: a test run launched in the background (nohup, `cmd &`)
+            # ignores SIGINT, its children inherit that, and make lab would never see Ctrl-C
+            preexec_fn=_default_sigint,
         )  # fmt: skip
     try:
         yield MakeLab(make, port, token, state_dir, log)

@@ -213,3 +213,26 @@ def test_busiest_second_noise_and_waiting_share() -> None:
     assert 5 < theory.busiest_second_noise(9.5, 55) < 15
     assert theory.busiest_second_noise(9.5, 10) < theory.busiest_second_noise(9.5, 100)
     assert theory.waiting_share(0.95, 5, 200) == pytest.approx(0.95 * 0.2 / 5.2)
+
+
+def test_naive_miss_share_runs_from_all_requests_to_l_over_ttl_plus_l() -> None:
+    # a key asked once a minute misses nearly every time; a hot one L / (TTL + L)
+    assert theory.naive_miss_share(1 / 60, 5.0, 200.0) == pytest.approx(1.0, abs=0.1)
+    assert theory.naive_miss_share(1e6, 5.0, 200.0) == pytest.approx(0.2 / 5.2, rel=1e-4)
+    # one cycle by hand: lambda 1/s, L 0.2 s, TTL 5 s: 1.2 misses of 6.2 requests
+    assert theory.naive_miss_share(1.0, 5.0, 200.0) == pytest.approx(1.2 / 6.2)
+    with pytest.raises(ConfigError):
+        theory.naive_miss_share(0.0, 5.0, 200.0)
+
+
+def test_naive_hit_rate_adds_the_hot_key_and_the_cold_keys() -> None:
+    hot = 0.95 * theory.naive_miss_share(361.0, 5.0, 200.0)
+    cold = 0.05 * theory.naive_miss_share(19.0 / 99, 5.0, 200.0)
+    assert theory.naive_hit_rate(380.0, 0.95, 5.0, 200.0) == pytest.approx(1 - hot - cold)
+    assert theory.naive_hit_rate(380.0, 1.0, 5.0, 200.0) == pytest.approx(
+        1 - theory.naive_miss_share(380.0, 5.0, 200.0)
+    )
+    # a lower rate: the cold keys miss more, the hot key about the same
+    assert theory.naive_hit_rate(100.0, 0.95, 5.0, 200.0) < theory.naive_hit_rate(
+        380.0, 0.95, 5.0, 200.0
+    )

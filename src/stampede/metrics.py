@@ -426,8 +426,16 @@ def _hot_waiters_per_read(d: RunData) -> float:
 
 
 def _outcomes(d: RunData) -> dict[str, int]:
-    counted = {name: 0 for name in OUTCOMES} | d.records["outcome"].value_counts().to_dict()
+    return _count_outcomes(d.records)
+
+
+def _count_outcomes(records: pd.DataFrame) -> dict[str, int]:
+    counted = {name: 0 for name in OUTCOMES} | records["outcome"].value_counts().to_dict()
     return {str(k): int(v) for k, v in counted.items()}
+
+
+def _hot_hit_rate(d: RunData) -> float:
+    return float(d.hot["outcome"].isin(SERVED_WITHOUT_ORIGIN).mean()) if len(d.hot) else math.nan
 
 
 def _send_lag(d: RunData) -> dict[str, float]:
@@ -481,6 +489,12 @@ METRICS: dict[str, Metric] = {
                "share of requests served without this request reading the origin",
                lambda d: float(d.records["outcome"].isin(SERVED_WITHOUT_ORIGIN).mean()),
                "share", fmt=".1%"),
+        Metric("hot_hit_rate", "hot-key hit rate", "share",
+               "hit_rate counting answered hot-key requests only (NaN without one)",
+               _hot_hit_rate, "share", fmt=".1%"),
+        Metric("hot_outcomes", "hot-key outcomes", "requests",
+               "answered hot-key requests per outcome (X-Cache)",
+               lambda d: _count_outcomes(d.hot), "counts"),
         Metric("hot_waited_steady", "hot-key requests that waited (steady)", "requests",
                "hot-key requests from ceil(TTL) on answered by an origin read, their own or "
                "another's (miss, wait_hit, fail_open)",

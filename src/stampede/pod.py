@@ -86,6 +86,7 @@ from stampede.source import code_version
 from stampede.strategies import Deps, Strategy, create_strategy, strategy_class
 
 __all__ = [
+    "MAX_REDIS_CONNECTIONS",
     "CountingRedis",
     "CountingRedisCluster",
     "ItemAnswer",

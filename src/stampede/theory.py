@@ -47,7 +47,9 @@ __all__ = [
     "jitter_peak_ratio",
     "jitter_seconds_above",
     "local_lock_reads_per_window",
+    "naive_hit_rate",
     "naive_hit_rate_floor",
+    "naive_miss_share",
     "naive_reads_over_bound",
     "naive_reads_per_window",
     "per_process_lock_reads_per_window",
@@ -264,6 +266,35 @@ def periodic_reads_per_window(ttl_s: float, period_s: float, origin_latency_ms: 
     _positive(ttl_s=ttl_s, period_s=period_s)
     latency_s = origin_latency_ms / 1000
     return (ttl_s + latency_s) / (min(period_s, ttl_s) + latency_s)
+
+
+def naive_miss_share(key_rate_per_s: float, ttl_s: float, origin_latency_ms: float) -> float:
+    """Share of one key's requests that miss under naive cache-aside, Poisson at ``key_rate``.
+
+    A key's cycle: a miss starts a read of ``L`` (every request in it misses too), the value
+    lives ``TTL``, then the key waits ``1 / lambda`` on average for its next request, the next
+    miss. So ``(1 + lambda L)`` misses per ``1 + lambda (TTL + L)`` requests: ``L / (TTL + L)``
+    for a hot key, the rate no longer in it; nearer 1 for a key asked less than once a TTL.
+    """
+    _positive(key_rate_per_s=key_rate_per_s, ttl_s=ttl_s)
+    latency_s = origin_latency_ms / 1000
+    return (1 + key_rate_per_s * latency_s) / (1 + key_rate_per_s * (ttl_s + latency_s))
+
+
+def naive_hit_rate(
+    rate: float, hot_share: float, ttl_s: float, origin_latency_ms: float, items: int = 100
+) -> float:
+    """Naive cache-aside's expected hit rate: the hot key's and the ``items - 1`` cold keys'.
+
+    Each key misses :func:`naive_miss_share` of its requests. Why the hit rate hides a herd:
+    the hot key's share hardly depends on the rate, so only the cold keys move it.
+    """
+    hot = hot_share * naive_miss_share(hot_rate(rate, hot_share), ttl_s, origin_latency_ms)
+    if items < 2 or hot_share >= 1:
+        return 1 - hot
+    per_cold_key = rate * (1 - hot_share) / (items - 1)
+    cold = (1 - hot_share) * naive_miss_share(per_cold_key, ttl_s, origin_latency_ms)
+    return 1 - hot - cold
 
 
 def naive_hit_rate_floor(
