@@ -141,10 +141,10 @@ def test_a_read_in_flight_is_in_the_pods_log_from_its_start(lab: Lab) -> None:
             return seen, await answer
 
     seen, answer = asyncio.run(scenario())
-    start, end, item, ok = seen
-    assert (end, ok, item) == (None, False, 3), "listed while in flight, with no end yet"
+    start, end, item, ok, fail_open = seen
+    assert (end, ok, item, fail_open) == (None, False, 3, False), "listed in flight, no end yet"
     assert answer.status_code == 200
-    ((start_after, end_after, _, ok_after),) = reads_of(lab.stats(), 3)  # the same one, ended
+    ((start_after, end_after, _, ok_after, _),) = reads_of(lab.stats(), 3)  # the same one, ended
     assert start_after == start and end_after is not None and end_after >= start and ok_after
 
 
@@ -159,10 +159,10 @@ def test_the_runner_waits_for_a_read_in_flight_and_keeps_one_past_its_bound(lab:
     try:
         asyncio.run(wait_for_read(lab, 1, 4))
         now = runner.settled_stats(lab, config, limit_s=0)  # no wait: the read stays marked
-        ((_, end, _, ok),) = reads_of(now, 4)
+        ((_, end, _, ok, _),) = reads_of(now, 4)
         assert end is None and not ok
         settled = runner.settled_stats(lab, config)
-        ((_, end, _, ok),) = reads_of(settled, 4)
+        ((_, end, _, ok, _),) = reads_of(settled, 4)
         assert end is not None and ok, "settled_stats returned before the read ended"
     finally:
         request.join()
