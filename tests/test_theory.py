@@ -236,3 +236,14 @@ def test_naive_hit_rate_adds_the_hot_key_and_the_cold_keys() -> None:
     assert theory.naive_hit_rate(100.0, 0.95, 5.0, 200.0) < theory.naive_hit_rate(
         380.0, 0.95, 5.0, 200.0
     )
+
+
+def test_an_overloading_limit_is_under_naive_s_demand_or_zero() -> None:
+    demand = theory.naive_origin_reads_per_s(380.0, 0.95, 5.0, 200.0)
+    hot = 73.2 / 5.2
+    assert demand == pytest.approx(hot + theory.cold_reads_per_s(380.0, 0.95, 5.0, 200.0))
+    assert 23 < demand < 24  # 14.1 hot + 9.5 cold reads/s
+    assert theory.overloading_limit(380.0, 0.95, 5.0, 200.0) == 4  # 20 reads/s of 23.6
+    limit = theory.overloading_limit(760.0, 0.95, 5.0, 500.0)
+    assert limit / 0.5 < theory.naive_origin_reads_per_s(760.0, 0.95, 5.0, 500.0)
+    assert theory.overloading_limit(100.0, 0.95, 5.0, 50.0) == 0  # one read at a time keeps up

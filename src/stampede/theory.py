@@ -50,8 +50,10 @@ __all__ = [
     "naive_hit_rate",
     "naive_hit_rate_floor",
     "naive_miss_share",
+    "naive_origin_reads_per_s",
     "naive_reads_over_bound",
     "naive_reads_per_window",
+    "overloading_limit",
     "per_process_lock_reads_per_window",
     "periodic_reads_per_window",
     "poisson_upper",
@@ -295,6 +297,38 @@ def naive_hit_rate(
     per_cold_key = rate * (1 - hot_share) / (items - 1)
     cold = (1 - hot_share) * naive_miss_share(per_cold_key, ttl_s, origin_latency_ms)
     return 1 - hot - cold
+
+
+def naive_origin_reads_per_s(
+    rate: float, hot_share: float, ttl_s: float, origin_latency_ms: float, items: int = 100
+) -> float:
+    """Naive cache-aside's origin reads/s: the hot key's ``1 + lambda_hot * L`` per window of
+    ``TTL + L``, plus the cold keys' (:func:`cold_reads_per_s`). What an origin limit must serve.
+    """
+    _positive(ttl_s=ttl_s)
+    window_s = ttl_s + origin_latency_ms / 1000
+    hot = naive_reads_per_window(rate, hot_share, origin_latency_ms) / window_s
+    return hot + cold_reads_per_s(rate, hot_share, ttl_s, origin_latency_ms, items)
+
+
+def overloading_limit(
+    rate: float,
+    hot_share: float,
+    ttl_s: float,
+    origin_latency_ms: float,
+    items: int = 100,
+    margin: float = 0.85,
+) -> int:
+    """The most reads at once an origin may run while naive's demand still overloads it; 0: none.
+
+    A limit of ``n`` serves ``n / L`` reads/s; naive asks :func:`naive_origin_reads_per_s`. The
+    largest ``n`` whose capacity stays under ``margin`` times the demand, so the queue grows
+    for the whole run; 0 when even one read at a time keeps up (a fast origin, a low rate),
+    and no limit can show an overload.
+    """
+    _positive(origin_latency_ms=origin_latency_ms)
+    demand = naive_origin_reads_per_s(rate, hot_share, ttl_s, origin_latency_ms, items)
+    return math.floor(margin * demand * origin_latency_ms / 1000)
 
 
 def naive_hit_rate_floor(
