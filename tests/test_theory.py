@@ -247,3 +247,14 @@ def test_an_overloading_limit_is_under_naive_s_demand_or_zero() -> None:
     limit = theory.overloading_limit(760.0, 0.95, 5.0, 500.0)
     assert limit / 0.5 < theory.naive_origin_reads_per_s(760.0, 0.95, 5.0, 500.0)
     assert theory.overloading_limit(100.0, 0.95, 5.0, 50.0) == 0  # one read at a time keeps up
+
+
+def test_xfetch_attempts_are_a_geometric_count_around_e_to_the_one_over_beta() -> None:
+    extra = math.e - 1
+    assert theory.xfetch_attempts_sd(1.0) == pytest.approx(math.sqrt(extra + extra**2))
+    # simulated: first success of intensity lam * exp(t / s), then Poisson(extra * remaining)
+    rng = np.random.default_rng(0)
+    remaining = rng.exponential(1.0, 200_000)
+    attempts = 1 + rng.poisson(extra * remaining)
+    assert attempts.mean() == pytest.approx(theory.xfetch_attempts_per_refresh(1.0), rel=0.02)
+    assert attempts.std() == pytest.approx(theory.xfetch_attempts_sd(1.0), rel=0.03)

@@ -62,6 +62,7 @@ __all__ = [
     "stack_extra_reads",
     "waiting_share",
     "xfetch_attempts_per_refresh",
+    "xfetch_attempts_sd",
     "xfetch_extra_reads",
     "xfetch_head_start_s",
     "xfetch_read_gap_s",
@@ -453,6 +454,19 @@ def xfetch_attempts_per_refresh(beta: float) -> float:
     """
     _positive(beta=beta)
     return math.exp(1 / beta)
+
+
+def xfetch_attempts_sd(beta: float) -> float:
+    """The standard deviation of one refresh's attempts: ``sqrt(m + m^2)``, ``m = e^(1/beta) - 1``.
+
+    Why so wide: the draws still to come when the first one says "refresh" are an ``Exp(1)``
+    amount of XFetch's intensity (the first success of a Poisson process), and the extra
+    attempts during ``delta`` are Poisson with ``m`` times that mean: a geometric count, whose
+    variance is ``m + m^2``. At beta 1, 2.2 around a mean of 2.7, so a check of the mean over
+    ``n`` refreshes needs ``n`` in the tens, or a margin of a few times ``sd / sqrt(n)``.
+    """
+    extra = xfetch_attempts_per_refresh(beta) - 1
+    return math.sqrt(extra + extra**2)
 
 
 # ---- cold keys and Poisson noise (the thresholds for "as low as", not for a herd) -----------
