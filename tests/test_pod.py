@@ -278,6 +278,23 @@ async def test_a_herd_of_commands_waits_for_a_bounded_pool(
         await observer.aclose()
 
 
+async def test_a_cluster_herd_waits_for_a_slot_instead_of_failing(
+    cluster_lab: Lab, origin_file: Path
+) -> None:
+    # redis-py's cluster pool raises MaxConnectionsError past 100 commands in flight to one
+    # node; 192 at once to the hot key's node are answered, each after waiting its turn
+    state = PodState(PodSettings(redis_url=cluster_lab.redis_url, origin_path=origin_file))
+    herd = 3 * MAX_REDIS_CONNECTIONS
+    try:
+        await state.warm_redis()  # as a pod does before its first request
+        warm = state.redis.round_trips
+        waits = [state.redis.blpop(["no-such-list"], 0.2) for _ in range(herd)]
+        assert await asyncio.gather(*waits) == [None] * herd
+        assert state.redis.round_trips - warm == herd
+    finally:
+        await state.redis.aclose()
+
+
 async def test_an_unhandled_exception_is_a_counted_500(
     redis_url: str, origin_file: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
