@@ -216,7 +216,8 @@ class PodState:
         connection (a GET holds one for well under a millisecond) instead.
 
         A cluster URL (auth.cluster_url) gets the cluster client: slot routing, MOVED, a
-        refreshed topology after a failover, and a pool per node of its own.
+        refreshed topology after a failover; its pools are per node and raise when full, so
+        :class:`CountingRedisCluster` bounds the commands in flight itself.
         """
         url = auth.client_url(self.settings.redis_url)
         timeouts: dict[str, Any] = {
